@@ -1,0 +1,288 @@
+import Foundation
+public import Logging
+import TOMLKit
+
+/// Everything memproxy can be configured with.
+///
+/// Sources, weakest first: built-in defaults < the TOML file (`proxy.conf`) < environment variables
+/// `MEMPROXY_<SECTION>_<KEY>` < command-line flags. Keys (type, default):
+/// - `server.listen` (string, `"127.0.0.1:8080"`): address to accept clients on, `HOST:PORT` or `[IPv6]:PORT`.
+/// - `server.max_body_bytes` (int, 8388608): largest request body accepted; larger → 413 `request_too_large`.
+/// - `upstream.url` (string, `"https://api.openai.com"`): base URL; the request path (e.g. `/v1/chat/completions`)
+///   and query are appended to it, so a path prefix in the URL is kept.
+/// - `upstream.connect_timeout_seconds` (number, 10): connect limit; exceeded → 502 `upstream_unreachable`.
+/// - `upstream.timeout_seconds` (number, 600): limit for a whole upstream exchange; exceeded → 504 `upstream_timeout`.
+/// - `upstream.api_key` (string, unset): when set, replaces the client's `Authorization` header. Never logged.
+/// - `log.level` (string, `"info"`): trace, debug, info, notice, warning, error, critical.
+/// - `log.format` (string, `"json"`): `json` (one object per line) or `text`.
+public struct ProxyConfiguration: Sendable {
+    public struct Server: Sendable {
+        public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
+        public var maxBodyBytes = 8 * 1024 * 1024
+    }
+
+    public struct UpstreamSettings: Sendable {
+        public var url = "https://api.openai.com"
+        public var connectTimeoutSeconds = 10.0
+        public var timeoutSeconds = 600.0
+        /// Secret: never logged or printed.
+        public var apiKey: String?
+    }
+
+    public struct Log: Sendable {
+        public var level: Logger.Level = .info
+        public var format: LogFormat = .json
+    }
+
+    public var server = Server()
+    public var upstream = UpstreamSettings()
+    public var log = Log()
+
+    public init() {}
+}
+
+/// `HOST:PORT` where the server listens.
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `127.0.0.1:8080`, `localhost:0`, `[::1]:8080`.
+    public init?(parsing text: String) {
+        let text = text.trimmingCharacters(in: .whitespaces)
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        guard !hostPart.isEmpty, !hostPart.contains(":") || text.hasPrefix("["),
+            let port = Int(portPart), (0...65535).contains(port)
+        else { return nil }
+        self.host = String(hostPart)
+        self.port = port
+    }
+
+    public var description: String {
+        self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)"
+    }
+}
+
+/// Log line format.
+public struct LogFormat: Sendable, Equatable, CustomStringConvertible {
+    private enum Kind: String { case json, text }
+    private let kind: Kind
+    public static let json = LogFormat(kind: .json)
+    public static let text = LogFormat(kind: .text)
+    private init(kind: Kind) { self.kind = kind }
+    public init?(_ text: String) {
+        guard let kind = Kind(rawValue: text.lowercased()) else { return nil }
+        self.kind = kind
+    }
+    public var description: String { self.kind.rawValue }
+}
+
+/// A configuration problem, reported as one line that says which key is wrong and how to fix it.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension ProxyConfiguration {
+    /// A value from one source, before it is checked against the key's type.
+    enum RawValue {
+        case string(String)
+        case int(Int)
+        case double(Double)
+        case bool(Bool)
+        case strings([String])
+        case other(String)
+
+        func string(_ key: String) throws(ConfigurationError) -> String {
+            if case .string(let s) = self { return s }
+            throw ConfigurationError("\(key) must be a string, e.g. \(key.split(separator: ".").last!) = \"...\"")
+        }
+
+        func int(_ key: String) throws(ConfigurationError) -> Int {
+            switch self {
+            case .int(let i): return i
+            case .string(let s): if let i = Int(s.trimmingCharacters(in: .whitespaces)) { return i }
+            default: break
+            }
+            throw ConfigurationError("\(key) must be a whole number")
+        }
+
+        func double(_ key: String) throws(ConfigurationError) -> Double {
+            switch self {
+            case .int(let i): return Double(i)
+            case .double(let d): return d
+            case .string(let s): if let d = Double(s.trimmingCharacters(in: .whitespaces)) { return d }
+            default: break
+            }
+            throw ConfigurationError("\(key) must be a number")
+        }
+    }
+
+    /// One configurable key: where it lives and how it is applied.
+    struct Key: Sendable {
+        let section: String
+        let name: String
+        let apply: @Sendable (inout ProxyConfiguration, RawValue) throws(ConfigurationError) -> Void
+
+        var path: String { "\(self.section).\(self.name)" }
+        var environmentName: String { "MEMPROXY_\(self.section.uppercased())_\(self.name.uppercased())" }
+    }
+
+    static let keys: [Key] = [
+        Key(section: "server", name: "listen") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("server.listen")
+            guard let address = ListenAddress(parsing: text) else {
+                throw ConfigurationError(
+                    "server.listen \"\(text)\" is not HOST:PORT (e.g. \"127.0.0.1:8080\" or \"[::1]:8080\")"
+                )
+            }
+            config.server.listen = address
+        },
+        Key(section: "server", name: "max_body_bytes") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("server.max_body_bytes")
+            guard value > 0 else { throw ConfigurationError("server.max_body_bytes must be greater than 0") }
+            config.server.maxBodyBytes = value
+        },
+        Key(section: "upstream", name: "url") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("upstream.url")
+            guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", url.host != nil
+            else {
+                throw ConfigurationError(
+                    "upstream.url \"\(text)\" is not an http(s) URL (e.g. \"https://api.openai.com\")"
+                )
+            }
+            config.upstream.url = text
+        },
+        Key(section: "upstream", name: "connect_timeout_seconds") { config, raw throws(ConfigurationError) in
+            let value = try raw.double("upstream.connect_timeout_seconds")
+            guard value > 0 else { throw ConfigurationError("upstream.connect_timeout_seconds must be greater than 0") }
+            config.upstream.connectTimeoutSeconds = value
+        },
+        Key(section: "upstream", name: "timeout_seconds") { config, raw throws(ConfigurationError) in
+            let value = try raw.double("upstream.timeout_seconds")
+            guard value > 0 else { throw ConfigurationError("upstream.timeout_seconds must be greater than 0") }
+            config.upstream.timeoutSeconds = value
+        },
+        Key(section: "upstream", name: "api_key") { config, raw throws(ConfigurationError) in
+            let value = try raw.string("upstream.api_key")
+            config.upstream.apiKey = value.isEmpty ? nil : value
+        },
+        Key(section: "log", name: "level") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("log.level")
+            guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                throw ConfigurationError(
+                    "log.level \"\(text)\" is not one of trace, debug, info, notice, warning, error, critical"
+                )
+            }
+            config.log.level = level
+        },
+        Key(section: "log", name: "format") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("log.format")
+            guard let format = LogFormat(text) else {
+                throw ConfigurationError("log.format \"\(text)\" must be \"json\" or \"text\"")
+            }
+            config.log.format = format
+        },
+    ]
+
+    /// Builds the configuration from the file (if any), the environment and flag overrides, in that order.
+    /// - Parameters:
+    ///   - file: path of a TOML file; nil to use only defaults, environment and flags.
+    ///   - environment: usually `ProcessInfo.processInfo.environment`.
+    ///   - overrides: values from command-line flags keyed by `section.key`; they win over everything.
+    public static func load(
+        file: String?,
+        environment: [String: String],
+        overrides: [String: String] = [:]
+    ) throws(ConfigurationError) -> ProxyConfiguration {
+        var config = ProxyConfiguration()
+        if let file {
+            try config.applyFile(file)
+        }
+        for key in Self.keys {
+            if let value = environment[key.environmentName] {
+                do {
+                    try key.apply(&config, .string(value))
+                } catch {
+                    throw ConfigurationError("\(error.description) (from environment variable \(key.environmentName))")
+                }
+            }
+        }
+        for (path, value) in overrides.sorted(by: { $0.key < $1.key }) {
+            guard let key = Self.keys.first(where: { $0.path == path }) else {
+                throw ConfigurationError("unknown configuration key \(path)")
+            }
+            try key.apply(&config, .string(value))
+        }
+        return config
+    }
+
+    private mutating func applyFile(_ path: String) throws(ConfigurationError) {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(
+                "cannot read config file \(path): \(error.localizedDescription). Check the path or pass --config."
+            )
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(
+                "config file \(path) is not valid TOML: \(error.description) at line \(error.source.begin.line), column \(error.source.begin.column)"
+            )
+        } catch {
+            throw ConfigurationError("config file \(path) is not valid TOML: \(error)")
+        }
+        let sections = Set(Self.keys.map(\.section))
+        for sectionName in table.keys {
+            guard sections.contains(sectionName), let section = table[sectionName]?.table else {
+                throw ConfigurationError(
+                    "unknown section [\(sectionName)] in \(path); known sections: \(sections.sorted().joined(separator: ", "))"
+                )
+            }
+            for name in section.keys {
+                guard let key = Self.keys.first(where: { $0.section == sectionName && $0.name == name }) else {
+                    let known = Self.keys.filter { $0.section == sectionName }.map(\.name).joined(separator: ", ")
+                    throw ConfigurationError("unknown key \(name) in [\(sectionName)] of \(path); known keys: \(known)")
+                }
+                guard let value = section[name] else { continue }
+                do {
+                    try key.apply(&self, Self.raw(value))
+                } catch {
+                    throw ConfigurationError("\(error.description) (in \(path))")
+                }
+            }
+        }
+    }
+
+    private static func raw(_ value: any TOMLValueConvertible) -> RawValue {
+        if let s = value.string { return .string(s) }
+        if let i = value.int { return .int(i) }
+        if let d = value.double { return .double(d) }
+        if let b = value.bool { return .bool(b) }
+        if let array = value.array {
+            let strings = array.compactMap { $0.string }
+            if strings.count == array.count { return .strings(strings) }
+        }
+        return .other(value.debugDescription)
+    }
+}

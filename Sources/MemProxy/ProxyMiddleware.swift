@@ -1,0 +1,196 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MemProxyUpstream
+import NIOCore
+
+/// Forwards every request under `/v1/` to the upstream and relays the answer as it arrives.
+struct ProxyMiddleware: RouterMiddleware {
+    typealias Context = ProxyRequestContext
+
+    let forwarder: Forwarder
+
+    func handle(
+        _ request: Request,
+        context: Context,
+        next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let path = request.uri.path
+        guard path.hasPrefix("/v1/") || path == "/v1" else {
+            return try await next(request, context)
+        }
+        return try await self.forwarder.forward(request, context: context)
+    }
+}
+
+/// Headers that describe one connection, not the message: never forwarded in either direction.
+let hopByHopHeaders: Set<String> = [
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade",
+]
+
+struct Forwarder: Sendable {
+    let upstream: any Upstream
+    let configuration: ProxyConfiguration
+    let metrics: AppMetrics
+
+    /// The upstream base without a trailing slash; the request target (path + query) is appended verbatim.
+    var baseURL: String {
+        var url = self.configuration.upstream.url
+        while url.hasSuffix("/") { url.removeLast() }
+        return url
+    }
+
+    func forward(_ request: Request, context: ProxyRequestContext) async throws -> Response {
+        let body = try await self.readBody(request)
+        let headers = self.upstreamHeaders(for: request)
+        let target = request.head.path ?? request.uri.path
+        let upstreamRequest = UpstreamRequest(
+            method: request.method.rawValue,
+            url: self.baseURL + target,
+            headers: headers,
+            body: body.readableBytes > 0 || request.method != .get ? body : nil
+        )
+        return try await self.relay(upstreamRequest, context: context)
+    }
+
+    /// Reads the whole request body, refusing anything above `server.max_body_bytes` with 413.
+    func readBody(_ request: Request) async throws -> ByteBuffer {
+        let limit = self.configuration.server.maxBodyBytes
+        if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > limit {
+            throw OpenAIError.requestTooLarge(limit: limit)
+        }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw OpenAIError.requestTooLarge(limit: limit)
+        }
+    }
+
+    /// The client's headers minus hop-by-hop ones, `Host`, `Content-Length` and `Expect`; the configured API key
+    /// replaces the client's `Authorization`.
+    func upstreamHeaders(for request: Request, dropping extra: Set<String> = []) -> [(name: String, value: String)] {
+        var dropped = hopByHopHeaders.union(["host", "content-length", "expect"]).union(extra)
+        // Headers named in `Connection` are hop-by-hop too.
+        for value in request.headers[values: .connection] {
+            for token in value.split(separator: ",") {
+                dropped.insert(token.trimmingCharacters(in: .whitespaces).lowercased())
+            }
+        }
+        let apiKey = self.configuration.upstream.apiKey
+        if apiKey != nil { dropped.insert("authorization") }
+        var headers: [(name: String, value: String)] = []
+        headers.reserveCapacity(request.headers.count + 1)
+        for field in request.headers where !dropped.contains(field.name.canonicalName) {
+            headers.append((name: field.name.rawName, value: field.value))
+        }
+        if let apiKey {
+            headers.append((name: "Authorization", value: "Bearer \(apiKey)"))
+        }
+        return headers
+    }
+
+    /// Sends the request and streams the response back; `observer` sees every body chunk (for reply capture).
+    func relay(
+        _ upstreamRequest: UpstreamRequest,
+        context: ProxyRequestContext,
+        observer: (any ResponseObserver)? = nil
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let timeouts = UpstreamTimeouts(
+            connectSeconds: self.configuration.upstream.connectTimeoutSeconds,
+            totalSeconds: self.configuration.upstream.timeoutSeconds
+        )
+        let upstreamResponse: UpstreamResponse
+        do {
+            upstreamResponse = try await self.upstream.execute(upstreamRequest, timeouts: timeouts)
+        } catch {
+            context.timing.recordUpstream(seconds: AccessLogMiddleware.seconds(since: start))
+            context.logger.warning(
+                "upstream request failed",
+                metadata: ["upstream.error": .string(error.description)]
+            )
+            if error.isTimeout { throw OpenAIError.upstreamTimeout(error.message) }
+            if error.isUnreachable { throw OpenAIError.upstreamUnreachable(error.message) }
+            if error.isDisconnected { throw OpenAIError.upstreamDisconnected(error.message) }
+            throw OpenAIError.upstreamFailed(error.message)
+        }
+
+        var headers = HTTPFields()
+        var contentLength: Int?
+        var isEventStream = false
+        for (name, value) in upstreamResponse.headers {
+            let lower = name.lowercased()
+            if hopByHopHeaders.contains(lower) { continue }
+            if lower == "content-length" {
+                contentLength = Int(value)
+                if upstreamRequest.method == "HEAD", let fieldName = HTTPField.Name(name) {
+                    headers.append(HTTPField(name: fieldName, value: value))
+                }
+                continue
+            }
+            if lower == "content-type", value.lowercased().hasPrefix("text/event-stream") {
+                isEventStream = true
+            }
+            guard let fieldName = HTTPField.Name(name) else { continue }
+            headers.append(HTTPField(name: fieldName, value: value))
+        }
+        if upstreamRequest.method == "HEAD" { contentLength = nil }
+        let status = upstreamResponse.status
+        let streamed = isEventStream
+        observer?.responseStarted(status: status, isEventStream: streamed)
+        let timing = context.timing
+        let metrics = self.metrics
+        let logger = context.logger
+        let body = ResponseBody(contentLength: contentLength) { writer in
+            var outcome = RelayOutcome.completed
+            defer {
+                let seconds = AccessLogMiddleware.seconds(since: start)
+                timing.recordUpstream(seconds: seconds)
+                metrics.recordUpstream(seconds: seconds, status: status)
+                observer?.responseEnded(outcome)
+            }
+            do {
+                for try await chunk in upstreamResponse.body {
+                    observer?.responseChunk(chunk)
+                    try await writer.write(chunk)
+                }
+                try await writer.finish(nil)
+            } catch let error as UpstreamError where !error.isCancelled {
+                outcome = .upstreamFailed
+                logger.warning("upstream failed mid-response", metadata: ["upstream.error": .string(error.description)])
+                guard streamed else { throw error }
+                // Tell a streaming client what happened instead of leaving it hanging (openai-contract.md).
+                let event = OpenAIError(
+                    status: .badGateway,
+                    message: "The upstream API closed the stream before it finished (\(error.message)). Retry the request.",
+                    type: "server_error",
+                    code: error.isTimeout ? "upstream_timeout" : "upstream_disconnected"
+                )
+                try await writer.write(ByteBuffer(string: "data: \(event.json)\n\n"))
+                try await writer.finish(nil)
+            } catch {
+                // The client went away (or shutdown cancelled us): abort the upstream transfer promptly.
+                outcome = .clientDisconnected
+                upstreamResponse.cancel()
+                throw error
+            }
+        }
+        return Response(status: HTTPResponse.Status(code: status), headers: headers, body: body)
+    }
+}
+
+/// How a relayed response ended.
+enum RelayOutcome: Sendable {
+    case completed
+    case upstreamFailed
+    case clientDisconnected
+}
+
+/// Sees a relayed response as it passes (memory uses this to capture the assistant's reply).
+protocol ResponseObserver: Sendable {
+    func responseStarted(status: Int, isEventStream: Bool)
+    func responseChunk(_ chunk: ByteBuffer)
+    func responseEnded(_ outcome: RelayOutcome)
+}
