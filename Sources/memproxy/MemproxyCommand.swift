@@ -18,7 +18,7 @@ struct MemproxyCommand: AsyncParsableCommand {
             Point your OpenAI client's base URL at memproxy (e.g. http://127.0.0.1:8080/v1). \
             Configuration comes from proxy.conf, then MEMPROXY_<SECTION>_<KEY> environment variables, then flags.
             """,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, FakeUpstreamCommand.self],
         defaultSubcommand: Serve.self
     )
 }
