@@ -24,7 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
-        // HELPER-DEP .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -37,7 +37,6 @@ let package = Package(
             name: "MemProxyCore",
             swiftSettings: swiftSettings
         ),
-        /*HELPER-LIBS
         // MemoryStore protocol + SQLite (GRDB) implementation with FTS5 and a batching writer.
         .target(
             name: "MemProxyStore",
@@ -50,7 +49,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        HELPER-LIBS*/
         // Upstream protocol + libcurl multi engine on one dedicated thread.
         .target(
             name: "MemProxyUpstream",
@@ -77,6 +75,8 @@ let package = Package(
         .target(
             name: "MemProxy",
             dependencies: [
+                "MemProxyCore",
+                "MemProxyStore",
                 "MemProxyUpstream",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -129,6 +129,8 @@ let package = Package(
             name: "MemProxyTests",
             dependencies: [
                 "MemProxy",
+                "MemProxyCore",
+                "MemProxyStore",
                 "MemProxyUpstream",
                 "FakeUpstream",
                 .product(name: "Hummingbird", package: "hummingbird"),

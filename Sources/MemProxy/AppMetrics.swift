@@ -20,6 +20,17 @@ struct AppMetrics: Sendable {
             .recordSeconds(seconds)
     }
 
+    /// Records one recall's duration.
+    func recordRecall(milliseconds: Double) {
+        Timer(label: "memory_recall_duration_seconds", dimensions: [], factory: self.factory)
+            .recordNanoseconds(Int64(milliseconds * 1_000_000))
+    }
+
+    /// Counts memories injected into requests.
+    func recordInjected(count: Int) {
+        Counter(label: "memory_injected_total", dimensions: [], factory: self.factory).increment(by: count)
+    }
+
     /// Records how long the upstream took, from sending the request to the end of its body.
     func recordUpstream(seconds: Double, status: Int) {
         Timer(label: "upstream_request_duration_seconds", dimensions: [], factory: self.factory)

@@ -1,8 +1,10 @@
 public import Hummingbird
 public import Logging
+public import MemProxyStore
 import MemProxyUpstream
 import Metrics
 import NIOCore
+import ServiceLifecycle
 public import Prometheus
 
 /// Builds the whole memproxy application: routes, middleware, the curl engine and its services.
@@ -12,17 +14,38 @@ public import Prometheus
 ///   - configuration: the resolved configuration.
 ///   - logger: the server logger.
 ///   - metricsRegistry: where metrics are collected; `/metrics` renders it. Tests pass their own.
+///   - memoryStore: the store to use instead of opening `memory.database` (tests use fakes); run as a service
+///     when it is one.
 ///   - onServerRunning: called with the bound port once the server listens (port 0 picks a free one).
+/// - Throws: when the memory database cannot be opened (the message says which path and what to do).
 public func buildApplication(
     configuration: ProxyConfiguration,
     logger: Logger,
     metricsRegistry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+    memoryStore: (any MemoryStore)? = nil,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     let factory = PrometheusMetricsFactory(registry: metricsRegistry)
     let metrics = AppMetrics(factory: factory)
+    // Service order matters: shutdown runs in reverse, so the store flushes after the engine and server stop.
+    var services: [any Service] = []
+    let store: any MemoryStore
+    if let memoryStore {
+        store = memoryStore
+        if let service = memoryStore as? any Service { services.append(service) }
+    } else {
+        let sqlite = try SQLiteMemoryStore(
+            configuration: .init(path: configuration.memory.database),
+            logger: logger,
+            metricsFactory: factory
+        )
+        store = sqlite
+        services.append(sqlite)
+    }
     let engine = CurlEngine(logger: logger, metricsFactory: factory)
-    let forwarder = Forwarder(upstream: engine, configuration: configuration, metrics: metrics)
+    services.append(engine)
+    let memory = ChatMemory(store: store, configuration: configuration.memory, metrics: metrics)
+    let forwarder = Forwarder(upstream: engine, configuration: configuration, metrics: metrics, memory: memory)
 
     let router = Router(context: ProxyRequestContext.self)
     router.add(middleware: AccessLogMiddleware(metrics: metrics))
@@ -46,7 +69,7 @@ public func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
-        services: [engine],
+        services: services,
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? listen.port
             let shown = ListenAddress(host: listen.host, port: port)

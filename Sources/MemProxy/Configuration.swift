@@ -15,6 +15,14 @@ import TOMLKit
 /// - `upstream.api_key` (string, unset): when set, replaces the client's `Authorization` header. Never logged.
 /// - `log.level` (string, `"info"`): trace, debug, info, notice, warning, error, critical.
 /// - `log.format` (string, `"json"`): `json` (one object per line) or `text`.
+/// - `memory.database` (string, `"memproxy.db"`): the SQLite file holding memories (created when missing).
+/// - `memory.session_headers` (array of strings, `["X-Session-Id"]`): the first non-empty one names the session;
+///   in the environment, a comma-separated list.
+/// - `memory.require_session` (bool, false): reject chat completions without a session (400 `session_required`).
+/// - `memory.top_k` (int, 8): most memories injected into one request.
+/// - `memory.max_injected_tokens` (int, 1000): token budget of the injected block (estimate: UTF-8 bytes / 4).
+/// - `memory.fail_open` (bool, true): when the store fails, forward without memory instead of answering 503.
+/// - `memory.store_exchanges` (bool, true): store each successful exchange as episodic memory.
 public struct ProxyConfiguration: Sendable {
     public struct Server: Sendable {
         public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
@@ -34,9 +42,20 @@ public struct ProxyConfiguration: Sendable {
         public var format: LogFormat = .json
     }
 
+    public struct Memory: Sendable {
+        public var database = "memproxy.db"
+        public var sessionHeaders = ["X-Session-Id"]
+        public var requireSession = false
+        public var topK = 8
+        public var maxInjectedTokens = 1000
+        public var failOpen = true
+        public var storeExchanges = true
+    }
+
     public var server = Server()
     public var upstream = UpstreamSettings()
     public var log = Log()
+    public var memory = Memory()
 
     public init() {}
 }
@@ -122,6 +141,30 @@ extension ProxyConfiguration {
             throw ConfigurationError("\(key) must be a whole number")
         }
 
+        func bool(_ key: String) throws(ConfigurationError) -> Bool {
+            switch self {
+            case .bool(let b): return b
+            case .string(let s):
+                switch s.trimmingCharacters(in: .whitespaces).lowercased() {
+                case "true", "1", "yes", "on": return true
+                case "false", "0", "no", "off": return false
+                default: break
+                }
+            default: break
+            }
+            throw ConfigurationError("\(key) must be true or false")
+        }
+
+        func strings(_ key: String) throws(ConfigurationError) -> [String] {
+            switch self {
+            case .strings(let values): return values
+            case .string(let s):
+                return s.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            default:
+                throw ConfigurationError("\(key) must be an array of strings, e.g. [\"X-Session-Id\"]")
+            }
+        }
+
         func double(_ key: String) throws(ConfigurationError) -> Double {
             switch self {
             case .int(let i): return Double(i)
@@ -198,6 +241,40 @@ extension ProxyConfiguration {
                 throw ConfigurationError("log.format \"\(text)\" must be \"json\" or \"text\"")
             }
             config.log.format = format
+        },
+        Key(section: "memory", name: "database") { config, raw throws(ConfigurationError) in
+            let path = try raw.string("memory.database")
+            guard !path.isEmpty else { throw ConfigurationError("memory.database must not be empty") }
+            config.memory.database = path
+        },
+        Key(section: "memory", name: "session_headers") { config, raw throws(ConfigurationError) in
+            let names = try raw.strings("memory.session_headers")
+            guard !names.isEmpty else {
+                throw ConfigurationError("memory.session_headers must name at least one header, e.g. [\"X-Session-Id\"]")
+            }
+            for name in names where !name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) {
+                throw ConfigurationError("memory.session_headers: \"\(name)\" is not a valid header name")
+            }
+            config.memory.sessionHeaders = names
+        },
+        Key(section: "memory", name: "require_session") { config, raw throws(ConfigurationError) in
+            config.memory.requireSession = try raw.bool("memory.require_session")
+        },
+        Key(section: "memory", name: "top_k") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.top_k")
+            guard (0...100).contains(value) else { throw ConfigurationError("memory.top_k must be between 0 and 100") }
+            config.memory.topK = value
+        },
+        Key(section: "memory", name: "max_injected_tokens") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.max_injected_tokens")
+            guard value >= 0 else { throw ConfigurationError("memory.max_injected_tokens must be 0 or more") }
+            config.memory.maxInjectedTokens = value
+        },
+        Key(section: "memory", name: "fail_open") { config, raw throws(ConfigurationError) in
+            config.memory.failOpen = try raw.bool("memory.fail_open")
+        },
+        Key(section: "memory", name: "store_exchanges") { config, raw throws(ConfigurationError) in
+            config.memory.storeExchanges = try raw.bool("memory.store_exchanges")
         },
     ]
 

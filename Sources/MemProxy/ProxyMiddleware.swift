@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import MemProxyCore
 import MemProxyUpstream
 import NIOCore
 
@@ -34,6 +35,8 @@ struct Forwarder: Sendable {
     let upstream: any Upstream
     let configuration: ProxyConfiguration
     let metrics: AppMetrics
+    /// nil when memory is disabled (then chat completions are proxied like everything else).
+    let memory: ChatMemory?
 
     /// The upstream base without a trailing slash; the request target (path + query) is appended verbatim.
     var baseURL: String {
@@ -44,15 +47,85 @@ struct Forwarder: Sendable {
 
     func forward(_ request: Request, context: ProxyRequestContext) async throws -> Response {
         let body = try await self.readBody(request)
-        let headers = self.upstreamHeaders(for: request)
-        let target = request.head.path ?? request.uri.path
-        let upstreamRequest = UpstreamRequest(
+        if let memory = self.memory, request.method == .post, request.uri.path == "/v1/chat/completions" {
+            return try await self.forwardChat(request, body: body, memory: memory, context: context)
+        }
+        return try await self.relay(self.upstreamRequest(request, body: body), context: context)
+    }
+
+    private func upstreamRequest(
+        _ request: Request,
+        body: ByteBuffer,
+        extraHeaders: [(name: String, value: String)] = [],
+        dropping: Set<String> = []
+    ) -> UpstreamRequest {
+        UpstreamRequest(
             method: request.method.rawValue,
-            url: self.baseURL + target,
-            headers: headers,
+            url: self.baseURL + (request.head.path ?? request.uri.path),
+            headers: self.upstreamHeaders(for: request, dropping: dropping) + extraHeaders,
             body: body.readableBytes > 0 || request.method != .get ? body : nil
         )
-        return try await self.relay(upstreamRequest, context: context)
+    }
+
+    /// Chat completions with a session: recall and inject before forwarding, capture and store after.
+    private func forwardChat(
+        _ request: Request,
+        body: ByteBuffer,
+        memory: ChatMemory,
+        context: ProxyRequestContext
+    ) async throws -> Response {
+        let scope = try memory.scope(of: request)
+        guard let session = scope.session, scope.mode != .off else {
+            return try await self.relay(self.upstreamRequest(request, body: body), context: context)
+        }
+        let chat: ChatRequest
+        do {
+            chat = try ChatRequest(body: body.readableBytesView)
+        } catch {
+            throw OpenAIError(status: .badRequest, message: error.message, param: error.param, code: error.code)
+        }
+        var logger = context.logger
+        logger[metadataKey: "memory.session"] = .string(session)
+        var injection: ChatMemory.Injection?
+        if scope.mode.reads {
+            injection = try await memory.inject(
+                into: chat,
+                originalBody: body,
+                session: session,
+                requestID: context.requestID,
+                logger: logger
+            )
+        }
+        var observer: ExchangeCapture?
+        var extraHeaders: [(name: String, value: String)] = []
+        var dropping: Set<String> = []
+        if scope.mode.writes, memory.configuration.storeExchanges, let userText = chat.newestUserText {
+            // The reply is read for storage, so ask for it uncompressed.
+            dropping.insert("accept-encoding")
+            extraHeaders.append((name: "Accept-Encoding", value: "identity"))
+            var hashInput = Array(session.utf8)
+            hashInput.append(0)
+            hashInput.append(contentsOf: body.readableBytesView)
+            observer = ExchangeCapture(
+                store: memory.store,
+                session: session,
+                requestID: context.requestID,
+                requestHash: StableHash.fnv1a64Hex(hashInput),
+                userText: userText,
+                logger: logger
+            )
+        }
+        let upstreamRequest = self.upstreamRequest(
+            request,
+            body: injection?.body ?? body,
+            extraHeaders: extraHeaders,
+            dropping: dropping
+        )
+        var response = try await self.relay(upstreamRequest, context: context, observer: observer)
+        for (name, value) in ChatMemory.responseHeaders(session: session, injection: injection) {
+            response.headers[HTTPField.Name(name)!] = value
+        }
+        return response
     }
 
     /// Reads the whole request body, refusing anything above `server.max_body_bytes` with 413.
@@ -82,7 +155,12 @@ struct Forwarder: Sendable {
         if apiKey != nil { dropped.insert("authorization") }
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(request.headers.count + 1)
+        if let memory = self.memory {
+            dropped.formUnion(memory.consumedHeaders)
+        }
         for field in request.headers where !dropped.contains(field.name.canonicalName) {
+            // memproxy's own control headers (X-Memory-*) are never forwarded.
+            if field.name.canonicalName.hasPrefix("x-memory-") { continue }
             headers.append((name: field.name.rawName, value: field.value))
         }
         if let apiKey {

@@ -54,7 +54,12 @@ struct Serve: AsyncParsableCommand {
         }
         bootstrapLogging(configuration.log)
         let logger = Logger(label: "memproxy")
-        let app = buildApplication(configuration: configuration, logger: logger)
+        let app: any Service
+        do {
+            app = try buildApplication(configuration: configuration, logger: logger)
+        } catch {
+            Self.fail("\(error)")
+        }
         var groupConfiguration = ServiceGroupConfiguration(
             services: [app],
             gracefulShutdownSignals: [.sigterm, .sigint],

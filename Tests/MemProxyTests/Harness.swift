@@ -2,6 +2,7 @@ import FakeUpstream
 import Foundation
 import Logging
 import MemProxy
+import MemProxyStore
 import MemProxyUpstream
 import NIOCore
 import Prometheus
@@ -53,6 +54,7 @@ let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 /// Starts the fake upstream, memproxy (configured by `configure`) and a client; runs `body`; shuts all down.
 func withProxy(
     logger: Logger = quietLogger,
+    memoryStore: (any MemoryStore)? = nil,
     configure: (inout ProxyConfiguration, _ fakePort: Int) -> Void = { _, _ in },
     _ body: (ProxyHarness) async throws -> Void
 ) async throws {
@@ -73,10 +75,17 @@ func withProxy(
         configuration.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
         configuration.upstream.url = "http://127.0.0.1:\(fakePort)"
         configuration.upstream.timeoutSeconds = 30
+        configuration.memory.database = FileManager.default.temporaryDirectory
+            .appendingPathComponent("memproxy-test-\(UUID().uuidString).db").path
         configure(&configuration, fakePort)
         let registry = PrometheusCollectorRegistry()
         let (proxyPorts, proxyPortContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = buildApplication(configuration: configuration, logger: logger, metricsRegistry: registry) { port in
+        let app = try buildApplication(
+            configuration: configuration,
+            logger: logger,
+            metricsRegistry: registry,
+            memoryStore: memoryStore
+        ) { port in
             proxyPortContinuation.yield(port)
         }
         let proxyGroup = ServiceGroup(services: [app], logger: quietLogger)

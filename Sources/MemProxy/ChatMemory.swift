@@ -1,0 +1,266 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MemProxyCore
+import MemProxyStore
+import MemProxyUpstream
+import NIOCore
+import Synchronization
+
+/// The memory half of `POST /v1/chat/completions`: scope → recall → inject → forward → capture → store.
+///
+/// Everything here is best effort around the request: a store that fails never breaks the proxy
+/// (unless `memory.fail_open = false`), and storing never delays the response.
+struct ChatMemory: Sendable {
+    let store: any MemoryStore
+    let configuration: ProxyConfiguration.Memory
+    let metrics: AppMetrics
+
+    static let modeHeader = "X-Memory-Mode"
+
+    /// The session and mode a request asked for; nil session means "proxy without memory".
+    struct Scope {
+        var session: String?
+        var mode: MemoryMode
+    }
+
+    /// Reads and validates the memory headers. Throws a 400 for invalid ones.
+    func scope(of request: Request) throws -> Scope {
+        var session: String?
+        for name in self.configuration.sessionHeaders {
+            guard let field = HTTPField.Name(name), let value = request.headers[field], !value.isEmpty else { continue }
+            guard SessionIDValidator.isValid(value) else {
+                throw OpenAIError(
+                    status: .badRequest,
+                    message: "The \(name) header is not a valid session id: use 1 to 200 characters without control characters.",
+                    param: name,
+                    code: "invalid_session_id",
+                    shouldRetry: false
+                )
+            }
+            session = value
+            break
+        }
+        var mode = MemoryMode.on
+        if let raw = request.headers[HTTPField.Name(Self.modeHeader)!] {
+            guard let parsed = MemoryMode(header: raw) else {
+                throw OpenAIError(
+                    status: .badRequest,
+                    message: "X-Memory-Mode must be one of on, off, read, write (got \"\(raw.prefix(40))\").",
+                    param: Self.modeHeader,
+                    code: "invalid_memory_mode",
+                    shouldRetry: false
+                )
+            }
+            mode = parsed
+        }
+        if session == nil, self.configuration.requireSession, mode != .off {
+            let names = self.configuration.sessionHeaders.joined(separator: " or ")
+            throw OpenAIError(
+                status: .badRequest,
+                message: "This memproxy requires a session: send a \(names) header naming the conversation's session.",
+                param: self.configuration.sessionHeaders.first,
+                code: "session_required",
+                shouldRetry: false
+            )
+        }
+        return Scope(session: session, mode: mode)
+    }
+
+    /// Headers memproxy consumes itself and never forwards (lowercased).
+    var consumedHeaders: Set<String> {
+        Set(self.configuration.sessionHeaders.map { $0.lowercased() })
+    }
+
+    /// The outcome of recall + injection for one request.
+    struct Injection {
+        var body: ByteBuffer
+        var block: MemoryBlock?
+        var recallMs: Double
+        var storeFailed: Bool
+    }
+
+    /// Recalls the session's memories for the newest user message and injects them into the request body.
+    func inject(
+        into chat: ChatRequest,
+        originalBody: ByteBuffer,
+        session: String,
+        requestID: String,
+        logger: Logger
+    ) async throws -> Injection {
+        guard let query = chat.newestUserText, self.configuration.topK > 0 else {
+            return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: false)
+        }
+        let start = ContinuousClock.now
+        let recalled: [RecalledMemory]
+        do {
+            recalled = try await self.store.recall(session: session, query: query, limit: self.configuration.topK * 2)
+        } catch {
+            logger.error(
+                "memory.recall_failed",
+                metadata: ["memory.session": .string(session), "error": .string("\(error)")]
+            )
+            guard self.configuration.failOpen else {
+                throw OpenAIError(
+                    status: .serviceUnavailable,
+                    message: "The memory store is unavailable, and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
+                    type: "server_error",
+                    code: "memory_unavailable"
+                )
+            }
+            return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: true)
+        }
+        let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
+        self.metrics.recordRecall(milliseconds: recallMs)
+        let candidates = recalled.map { item in
+            InjectableMemory(
+                id: item.memory.id,
+                type: item.memory.type.rawValue,
+                role: item.memory.role,
+                content: item.memory.content,
+                createdAt: Int64(item.memory.createdAt.timeIntervalSince1970.rounded(.down)),
+                score: item.score
+            )
+        }
+        guard
+            let block = MemoryBlockRenderer.render(
+                candidates,
+                excluding: chat.messageTexts,
+                topK: self.configuration.topK,
+                maxTokens: self.configuration.maxInjectedTokens
+            )
+        else {
+            return Injection(body: originalBody, block: nil, recallMs: recallMs, storeFailed: false)
+        }
+        var edited = chat
+        edited.inject(block.text)
+        self.metrics.recordInjected(count: block.memories.count)
+        logger.info(
+            "memory.injected",
+            metadata: [
+                "memory.session": .string(session),
+                "memory.ids": .array(block.memories.map { .string($0.id) }),
+                "memory.scores": .array(block.memories.map { .stringConvertible(($0.score * 1000).rounded() / 1000) }),
+                "memory.tokens": .stringConvertible(block.tokens),
+                "memory.recall_ms": .stringConvertible((recallMs * 1000).rounded() / 1000),
+            ]
+        )
+        logger.debug("memory.injected_text", metadata: ["memory.block": .string(block.text)])
+        self.store.submit(
+            InjectionRecord(
+                requestID: requestID,
+                sessionID: session,
+                createdAt: Date(),
+                model: chat.model,
+                memoryIDs: block.memories.map(\.id),
+                scores: block.memories.map(\.score),
+                tokens: block.tokens,
+                recallMs: recallMs,
+                block: block.text
+            )
+        )
+        return Injection(body: ByteBuffer(bytes: edited.serialized()), block: block, recallMs: recallMs, storeFailed: false)
+    }
+
+    /// The memory response headers for a request that had a session.
+    static func responseHeaders(session: String, injection: Injection?) -> [(String, String)] {
+        var headers = [
+            ("X-Memory-Session", session),
+            ("X-Memory-Injected", String(injection?.block?.memories.count ?? 0)),
+            ("X-Memory-Tokens", String(injection?.block?.tokens ?? 0)),
+            ("X-Memory-Recall-Ms", String(format: "%.2f", injection?.recallMs ?? 0)),
+        ]
+        if injection?.storeFailed == true {
+            headers.append(("X-Memory-Error", "store_unavailable"))
+        }
+        return headers
+    }
+}
+
+/// Watches a relayed chat completion and, once it has ended, hands the exchange to the store.
+final class ExchangeCapture: ResponseObserver {
+    private struct State {
+        var status = 0
+        var isEventStream = false
+        var accumulator = ChatReplyAccumulator()
+        var buffered: [UInt8] = []
+        var overflow = false
+    }
+
+    /// Largest non-streamed reply body kept for storage.
+    static let maxBufferedBody = 8 * 1024 * 1024
+
+    private let state = Mutex(State())
+    private let store: any MemoryStore
+    private let session: String
+    private let requestID: String
+    private let requestHash: String
+    private let userText: String
+    private let logger: Logger
+
+    init(store: any MemoryStore, session: String, requestID: String, requestHash: String, userText: String, logger: Logger) {
+        self.store = store
+        self.session = session
+        self.requestID = requestID
+        self.requestHash = requestHash
+        self.userText = userText
+        self.logger = logger
+    }
+
+    func responseStarted(status: Int, isEventStream: Bool) {
+        self.state.withLock { state in
+            state.status = status
+            state.isEventStream = isEventStream
+        }
+    }
+
+    func responseChunk(_ chunk: ByteBuffer) {
+        self.state.withLock { state in
+            guard (200..<300).contains(state.status) else { return }
+            if state.isEventStream {
+                state.accumulator.consumeStream(chunk.readableBytesView)
+            } else if !state.overflow {
+                if state.buffered.count + chunk.readableBytes > Self.maxBufferedBody {
+                    state.overflow = true
+                    state.buffered = []
+                } else {
+                    state.buffered.append(contentsOf: chunk.readableBytesView)
+                }
+            }
+        }
+    }
+
+    func responseEnded(_ outcome: RelayOutcome) {
+        let reply: (status: Int, text: String?, complete: Bool) = self.state.withLock { state in
+            if state.isEventStream {
+                state.accumulator.finishStream()
+            } else if !state.overflow {
+                state.accumulator.consumeCompletion(state.buffered)
+            }
+            let text = state.accumulator.text
+            let complete =
+                outcome == .completed && !state.accumulator.sawError
+                && (!state.isEventStream || state.accumulator.sawDone || state.accumulator.finishReason != nil)
+            return (state.status, text.isEmpty ? nil : text, complete)
+        }
+        // Only successful exchanges are remembered; a cut-short reply is kept but marked incomplete.
+        guard (200..<300).contains(reply.status) else { return }
+        self.store.submit(
+            ExchangeRecord(
+                sessionID: self.session,
+                exchangeID: "exc_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24),
+                requestID: self.requestID,
+                requestHash: self.requestHash,
+                userText: self.userText,
+                assistantText: reply.text,
+                assistantIncomplete: !reply.complete,
+                createdAt: Date()
+            )
+        )
+        self.logger.debug(
+            "memory.exchange_queued",
+            metadata: ["memory.session": .string(self.session), "memory.complete": .stringConvertible(reply.complete)]
+        )
+    }
+}

@@ -1,0 +1,260 @@
+public import Foundation
+
+/// The kind of a memory. An extensible option type: new kinds can be added without breaking clients.
+public struct MemoryType: Sendable, Hashable, Codable, CustomStringConvertible {
+    private enum Base: String, Sendable, Hashable {
+        case episodic, semantic, procedural
+    }
+
+    private let base: Base
+
+    private init(_ base: Base) { self.base = base }
+
+    /// What was said: stored automatically from exchanges, one memory per message.
+    public static let episodic = MemoryType(.episodic)
+    /// A durable fact ("the user's dog is called Rex").
+    public static let semantic = MemoryType(.semantic)
+    /// A standing instruction or preference ("answer in French").
+    public static let procedural = MemoryType(.procedural)
+
+    /// Creates a type from its stored name (`episodic`, `semantic`, `procedural`); `nil` for anything else.
+    ///
+    /// - Parameter rawValue: The stored name.
+    public init?(rawValue: String) {
+        guard let base = Base(rawValue: rawValue) else { return nil }
+        self.base = base
+    }
+
+    /// The stored name.
+    public var rawValue: String { base.rawValue }
+
+    /// The stored name.
+    public var description: String { base.rawValue }
+
+    /// Decodes from the stored name.
+    ///
+    /// - Parameter decoder: The decoder.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let raw = try container.decode(String.self)
+        guard let value = MemoryType(rawValue: raw) else {
+            throw DecodingError.dataCorruptedError(
+                in: container,
+                debugDescription: "unknown memory type '\(raw)': expected episodic, semantic or procedural"
+            )
+        }
+        self = value
+    }
+
+    /// Encodes as the stored name.
+    ///
+    /// - Parameter encoder: The encoder.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}
+
+/// One stored memory of a session.
+public struct Memory: Sendable, Equatable, Codable {
+    /// Opaque identifier, `mem_` followed by 24 lowercase hex characters.
+    public var id: String
+    /// The session the memory belongs to; every read and write is scoped by it.
+    public var sessionID: String
+    /// The kind of memory.
+    public var type: MemoryType
+    /// `user`, `assistant`, or `nil` for memories not said by either.
+    public var role: String?
+    /// The text.
+    public var content: String
+    /// When the memory was created.
+    public var createdAt: Date
+    /// When the memory was last changed.
+    public var updatedAt: Date
+    /// Where it came from: `exchange`, `api` or `import`.
+    public var source: String
+    /// A JSON object as text; `{}` by default.
+    public var metadata: String
+    /// Links the two halves (user, assistant) of one stored exchange.
+    public var exchangeID: String?
+
+    /// Creates a memory.
+    ///
+    /// - Parameters:
+    ///   - id: The identifier; a new random one by default.
+    ///   - sessionID: The owning session.
+    ///   - type: The kind of memory.
+    ///   - role: `user`, `assistant` or `nil`.
+    ///   - content: The text.
+    ///   - createdAt: Creation time.
+    ///   - updatedAt: Last change; `createdAt` when `nil`.
+    ///   - source: `exchange`, `api` or `import`.
+    ///   - metadata: A JSON object as text.
+    ///   - exchangeID: The exchange this memory is half of, if any.
+    public init(
+        id: String = Memory.makeID(),
+        sessionID: String,
+        type: MemoryType,
+        role: String? = nil,
+        content: String,
+        createdAt: Date,
+        updatedAt: Date? = nil,
+        source: String = "api",
+        metadata: String = "{}",
+        exchangeID: String? = nil
+    ) {
+        self.id = id
+        self.sessionID = sessionID
+        self.type = type
+        self.role = role
+        self.content = content
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt ?? createdAt
+        self.source = source
+        self.metadata = metadata
+        self.exchangeID = exchangeID
+    }
+
+    /// A new random memory identifier: `mem_` + 24 lowercase hex characters (96 random bits).
+    public static func makeID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var bytes: [UInt8] = Array("mem_".utf8)
+        bytes.reserveCapacity(28)
+        for _ in 0..<24 {
+            bytes.append(digits[Int(generator.next(upperBound: 16 as UInt8))])
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A memory returned by recall, with its relevance.
+public struct RecalledMemory: Sendable, Equatable {
+    /// The memory.
+    public var memory: Memory
+    /// Relevance; higher is better (the negated, type-weighted BM25 of SQLite FTS5).
+    public var score: Double
+
+    /// Creates a recalled memory.
+    ///
+    /// - Parameters:
+    ///   - memory: The memory.
+    ///   - score: Relevance, higher is better.
+    public init(memory: Memory, score: Double) {
+        self.memory = memory
+        self.score = score
+    }
+}
+
+/// One finished chat exchange to store: the newest user message and the assistant's reply.
+public struct ExchangeRecord: Sendable {
+    /// The session the exchange belongs to.
+    public var sessionID: String
+    /// Unique id of the exchange; links its two memories.
+    public var exchangeID: String
+    /// The proxy's request id (for logs).
+    public var requestID: String
+    /// A hash of the request that identifies client retries (same session + hash within the retry window
+    /// are stored once).
+    public var requestHash: String
+    /// The newest user message.
+    public var userText: String
+    /// The assistant's reply; `nil` stores only the user half.
+    public var assistantText: String?
+    /// The reply was cut short (client disconnect, upstream error mid-stream).
+    public var assistantIncomplete: Bool
+    /// When the exchange ended.
+    public var createdAt: Date
+    /// A JSON object as text, copied into both memories.
+    public var metadata: String
+
+    /// Creates an exchange record.
+    ///
+    /// - Parameters:
+    ///   - sessionID: The session.
+    ///   - exchangeID: Unique id of the exchange.
+    ///   - requestID: The proxy's request id.
+    ///   - requestHash: Identifies client retries.
+    ///   - userText: The newest user message.
+    ///   - assistantText: The reply, or `nil`.
+    ///   - assistantIncomplete: Whether the reply was cut short.
+    ///   - createdAt: When the exchange ended.
+    ///   - metadata: A JSON object as text.
+    public init(
+        sessionID: String,
+        exchangeID: String,
+        requestID: String,
+        requestHash: String,
+        userText: String,
+        assistantText: String?,
+        assistantIncomplete: Bool = false,
+        createdAt: Date,
+        metadata: String = "{}"
+    ) {
+        self.sessionID = sessionID
+        self.exchangeID = exchangeID
+        self.requestID = requestID
+        self.requestHash = requestHash
+        self.userText = userText
+        self.assistantText = assistantText
+        self.assistantIncomplete = assistantIncomplete
+        self.createdAt = createdAt
+        self.metadata = metadata
+    }
+}
+
+/// What was injected into one request (the injection log).
+public struct InjectionRecord: Sendable, Codable {
+    /// The proxy's request id.
+    public var requestID: String
+    /// The session.
+    public var sessionID: String
+    /// When the injection happened.
+    public var createdAt: Date
+    /// The requested model, if known.
+    public var model: String?
+    /// Injected memory ids, in block order.
+    public var memoryIDs: [String]
+    /// Their recall scores, parallel to `memoryIDs`.
+    public var scores: [Double]
+    /// Estimated tokens of the block.
+    public var tokens: Int
+    /// Time spent in recall.
+    public var recallMs: Double
+    /// The injected block text.
+    public var block: String
+
+    /// Creates an injection record.
+    ///
+    /// - Parameters:
+    ///   - requestID: The proxy's request id.
+    ///   - sessionID: The session.
+    ///   - createdAt: When the injection happened.
+    ///   - model: The requested model, if known.
+    ///   - memoryIDs: Injected memory ids.
+    ///   - scores: Their scores.
+    ///   - tokens: Estimated tokens of the block.
+    ///   - recallMs: Time spent in recall.
+    ///   - block: The injected block text.
+    public init(
+        requestID: String,
+        sessionID: String,
+        createdAt: Date,
+        model: String?,
+        memoryIDs: [String],
+        scores: [Double],
+        tokens: Int,
+        recallMs: Double,
+        block: String
+    ) {
+        self.requestID = requestID
+        self.sessionID = sessionID
+        self.createdAt = createdAt
+        self.model = model
+        self.memoryIDs = memoryIDs
+        self.scores = scores
+        self.tokens = tokens
+        self.recallMs = recallMs
+        self.block = block
+    }
+}

@@ -1,0 +1,314 @@
+import Foundation
+import GRDB
+public import Logging
+import MemProxyCore
+public import Metrics
+public import ServiceLifecycle
+import Synchronization
+
+/// The SQLite (GRDB) implementation of ``MemoryStore``.
+///
+/// - Reads (`recall`) run on the pool's readers, concurrently with writes (WAL).
+/// - Writes submitted with `submit` are queued in memory and committed by ``run()``, the single writer, in
+///   batched transactions; `submit` never waits for disk. Run the store as a `Service` in a `ServiceGroup`:
+///   on graceful shutdown (or cancellation) it commits everything queued, then returns.
+/// - ``insert(_:)``, ``memories(session:)`` and ``injections(session:limit:)`` are direct, synchronous
+///   helpers for loaders, tools and tests: call them off the event loops.
+public final class SQLiteMemoryStore: MemoryStore, Service {
+    /// Store settings.
+    public struct Configuration: Sendable {
+        /// Path of the SQLite file; created when missing (its directory must exist).
+        public var path: String
+        /// Client retries (same session and request hash) within this many seconds are stored once.
+        public var retryWindowSeconds: Double = 120
+        /// The most queued items the writer commits in one transaction.
+        public var maxBatch: Int = 256
+        /// Recall tuning (term pruning, candidate budget, type weights).
+        var recall = RecallTuning()
+
+        /// Creates a configuration with defaults.
+        ///
+        /// - Parameter path: Path of the SQLite file.
+        public init(path: String) {
+            self.path = path
+        }
+    }
+
+    let configuration: Configuration
+    let dbPool: DatabasePool
+    let logger: Logger
+    let metrics: StoreMetrics
+    private let queue: Mutex<WriteQueue>
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+
+    /// Opens (creating if needed) and migrates the database at `configuration.path`.
+    ///
+    /// - Parameters:
+    ///   - configuration: Store settings.
+    ///   - logger: Where store errors and lifecycle events are logged (never memory content at info level).
+    ///   - metricsFactory: Metrics backend; the global `MetricsSystem.factory` when `nil`.
+    /// - Throws: ``MemoryStoreError`` with code `cannotOpen` or `migrationFailed`.
+    public init(configuration: Configuration, logger: Logger, metricsFactory: (any MetricsFactory)? = nil) throws {
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = StoreMetrics(factory: metricsFactory ?? MetricsSystem.factory)
+
+        var config = GRDB.Configuration()
+        config.busyMode = .timeout(5)
+        config.maximumReaderCount = 4
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: configuration.path, configuration: config)
+        } catch {
+            throw MemoryStoreError(
+                .cannotOpen,
+                "cannot open the memory database at '\(configuration.path)': make sure its directory exists and is "
+                    + "writable by this process, or configure another path",
+                cause: error
+            )
+        }
+        do {
+            try Schema.migrator.migrate(pool)
+        } catch {
+            throw MemoryStoreError(
+                .migrationFailed,
+                "cannot migrate the memory database at '\(configuration.path)': is it a memproxy database written "
+                    + "by a newer or unrelated program? Move it aside or configure another path",
+                cause: error
+            )
+        }
+        self.dbPool = pool
+        self.queue = Mutex(WriteQueue())
+        (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    // MARK: - MemoryStore
+
+    /// The most relevant memories of `session` for `query`, best first. See ``MemoryStore/recall(session:query:limit:)``.
+    ///
+    /// - Parameters:
+    ///   - session: The session to search.
+    ///   - query: Free text; never interpreted as FTS5 syntax.
+    ///   - limit: The most memories to return.
+    /// - Returns: At most `limit` memories, highest score first.
+    public func recall(session: String, query: String, limit: Int) async throws -> [RecalledMemory] {
+        let terms = FTSQueryBuilder.terms(from: query)
+        guard !terms.isEmpty, limit > 0 else { return [] }
+        let start = ContinuousClock.now
+        let tuning = configuration.recall
+        defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
+        return try await dbPool.read { db in
+            try Recall.run(db, session: session, terms: terms, limit: limit, tuning: tuning)
+        }
+    }
+
+    /// Enqueues the exchange for the writer; never waits for disk.
+    ///
+    /// - Parameter exchange: The finished exchange.
+    public func submit(_ exchange: ExchangeRecord) {
+        enqueue(.exchange(exchange), session: exchange.sessionID)
+    }
+
+    /// Enqueues the injection record for the writer; never waits for disk.
+    ///
+    /// - Parameter injection: What was injected into one request.
+    public func submit(_ injection: InjectionRecord) {
+        enqueue(.injection(injection), session: injection.sessionID)
+    }
+
+    /// Waits until everything submitted before this call is committed (or failed). Returns at once when the
+    /// writer has stopped. Needs ``run()`` to be running (or to start) to make progress.
+    public func flush() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = queue.withLock { state -> Bool in
+                if state.stopped || state.completed >= state.submitted { return true }
+                state.waiters.append((state.submitted, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    // MARK: - Service
+
+    /// The single writer: commits queued items in batched transactions until graceful shutdown or
+    /// cancellation, then commits everything still queued and returns.
+    ///
+    /// - Throws: ``MemoryStoreError`` with code `writerAlreadyRunning` if called more than once.
+    public func run() async throws {
+        let alreadyStarted = queue.withLock { state -> Bool in
+            defer { state.started = true }
+            return state.started
+        }
+        if alreadyStarted {
+            throw MemoryStoreError(
+                .writerAlreadyRunning,
+                "the memory writer is already running: run each SQLiteMemoryStore once, in one ServiceGroup"
+            )
+        }
+        logger.debug("memory writer started", metadata: ["memory.db": "\(configuration.path)"])
+        let wake = self.wake
+        await withGracefulShutdownHandler {
+            for await _ in self.wakeups {
+                await self.drain()
+            }
+        } onGracefulShutdown: {
+            wake.finish()
+        }
+        // Graceful shutdown or cancellation: commit whatever is still queued.
+        await drain()
+        let waiters = queue.withLock { state in
+            state.stopped = true
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for (_, continuation) in waiters { continuation.resume() }
+        logger.debug("memory writer stopped", metadata: ["memory.db": "\(configuration.path)"])
+    }
+
+    // MARK: - Direct helpers
+
+    /// Inserts memories in one transaction (for loaders, imports and benchmarks). Synchronous.
+    ///
+    /// - Parameter memories: The memories; their ids must be new.
+    /// - Throws: A database error; nothing is inserted then.
+    public func insert(_ memories: [Memory]) throws {
+        try dbPool.write { db in
+            for memory in memories {
+                try Writer.insert(memory, in: db)
+            }
+        }
+    }
+
+    /// All memories of `session`, oldest first. Synchronous.
+    ///
+    /// - Parameter session: The session.
+    /// - Returns: Its memories ordered by creation time.
+    public func memories(session: String) throws -> [Memory] {
+        try dbPool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT \(Writer.memoryColumns) FROM memories m WHERE m.session_id = ? ORDER BY m.created_at, m.seq",
+                arguments: [session]
+            ).map(Writer.memory(from:))
+        }
+    }
+
+    /// The newest injection records of `session`, newest first. Synchronous.
+    ///
+    /// - Parameters:
+    ///   - session: The session.
+    ///   - limit: The most records to return.
+    /// - Returns: Injection records.
+    public func injections(session: String, limit: Int) throws -> [InjectionRecord] {
+        try dbPool.read { db in
+            try Writer.injections(session: session, limit: limit, in: db)
+        }
+    }
+
+    // MARK: - Queue
+
+    private func enqueue(_ item: WriteItem, session: String) {
+        let (accepted, depth) = queue.withLock { state -> (Bool, Int) in
+            guard !state.stopped else { return (false, state.pending.count) }
+            state.pending.append(item)
+            state.submitted += 1
+            return (true, state.pending.count)
+        }
+        guard accepted else {
+            metrics.errors.increment()
+            logger.error(
+                "memory writer has stopped; dropping a write",
+                metadata: ["memory.session": "\(session)", "memory.item": "\(item.kind)"]
+            )
+            return
+        }
+        metrics.queueDepth.record(depth)
+        wake.yield()
+    }
+
+    /// Commits batches until the queue is empty.
+    private func drain() async {
+        let maxBatch = max(1, configuration.maxBatch)
+        while true {
+            let batch = queue.withLock { state -> [WriteItem] in
+                let count = min(maxBatch, state.pending.count)
+                guard count > 0 else { return [] }
+                let batch = Array(state.pending.prefix(count))
+                state.pending.removeFirst(count)
+                return batch
+            }
+            if batch.isEmpty { return }
+            metrics.batchSize.record(batch.count)
+            await commit(batch)
+            let (ready, depth) = queue.withLock { state -> ([CheckedContinuation<Void, Never>], Int) in
+                state.completed += UInt64(batch.count)
+                var ready: [CheckedContinuation<Void, Never>] = []
+                state.waiters.removeAll { waiter in
+                    guard waiter.target <= state.completed else { return false }
+                    ready.append(waiter.continuation)
+                    return true
+                }
+                return (ready, state.pending.count)
+            }
+            metrics.queueDepth.record(depth)
+            for continuation in ready { continuation.resume() }
+        }
+    }
+
+    /// Commits one batch on GRDB's writer queue. Not cancellable on purpose: shutdown must still commit.
+    private func commit(_ batch: [WriteItem]) async {
+        let writer = Writer(
+            retryWindowSeconds: configuration.retryWindowSeconds,
+            logger: logger,
+            errors: metrics.errors
+        )
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            dbPool.asyncWriteWithoutTransaction { db in
+                writer.commit(batch, in: db)
+                continuation.resume()
+            }
+        }
+    }
+}
+
+/// The writer's in-memory queue and flush bookkeeping (guarded by a mutex).
+struct WriteQueue {
+    var pending: [WriteItem] = []
+    var submitted: UInt64 = 0
+    var completed: UInt64 = 0
+    var waiters: [(target: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+    var started = false
+    var stopped = false
+}
+
+enum WriteItem: Sendable {
+    case exchange(ExchangeRecord)
+    case injection(InjectionRecord)
+
+    var kind: String {
+        switch self {
+        case .exchange: "exchange"
+        case .injection: "injection"
+        }
+    }
+}
+
+/// The store's metrics (OpenTelemetry-style names).
+struct StoreMetrics: Sendable {
+    let recallDuration: Metrics.Timer
+    let queueDepth: Gauge
+    let batchSize: Recorder
+    let errors: Counter
+
+    init(factory: any MetricsFactory) {
+        recallDuration = Metrics.Timer(label: "memory.recall.duration", dimensions: [], factory: factory)
+        queueDepth = Gauge(label: "memory.store.queue_depth", dimensions: [], factory: factory)
+        batchSize = Recorder(label: "memory.store.batch_size", dimensions: [], aggregate: true, factory: factory)
+        errors = Counter(label: "memory.store.errors", dimensions: [], factory: factory)
+    }
+}

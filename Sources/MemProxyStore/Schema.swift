@@ -1,0 +1,100 @@
+import GRDB
+
+/// The versioned schema. Migrations are append-only: never edit a shipped one, add a new one.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            // Session scoping lives in the row ids: every session gets a 31-bit key, and its memories get
+            // `seq = key << 32 | n`. A recall restricts the FTS5 scan to the session's rowid range, so FTS5
+            // never reads another session's postings (no post-filter over all sessions, and no AND with a
+            // per-session token, which doubled the cost). `seq` is an explicit INTEGER PRIMARY KEY so that
+            // VACUUM never renumbers what the external-content index points at.
+            try db.execute(
+                sql: """
+                    CREATE TABLE sessions (
+                        key INTEGER PRIMARY KEY AUTOINCREMENT,
+                        session_id TEXT NOT NULL UNIQUE,
+                        next_seq INTEGER NOT NULL DEFAULT 0,
+                        memory_count INTEGER NOT NULL DEFAULT 0
+                    );
+
+                    CREATE TABLE memories (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL UNIQUE,
+                        session_id TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        role TEXT,
+                        content TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        updated_at REAL NOT NULL,
+                        source TEXT NOT NULL,
+                        metadata TEXT NOT NULL DEFAULT '{}',
+                        exchange_id TEXT,
+                        content_hash TEXT NOT NULL
+                    );
+                    CREATE INDEX memories_session_created ON memories(session_id, created_at);
+                    CREATE INDEX memories_exchange ON memories(exchange_id) WHERE exchange_id IS NOT NULL;
+
+                    -- The rowid range encodes the session: moving a memory means delete + insert.
+                    CREATE TRIGGER memories_session_fixed BEFORE UPDATE OF session_id, seq ON memories BEGIN
+                        SELECT RAISE(ABORT, 'memories.session_id and seq cannot change: delete and insert instead');
+                    END;
+                    CREATE TRIGGER memories_count_insert AFTER INSERT ON memories BEGIN
+                        UPDATE sessions SET memory_count = memory_count + 1 WHERE session_id = new.session_id;
+                    END;
+                    CREATE TRIGGER memories_count_delete AFTER DELETE ON memories BEGIN
+                        UPDATE sessions SET memory_count = memory_count - 1 WHERE session_id = old.session_id;
+                    END;
+
+                    CREATE VIRTUAL TABLE memories_fts USING fts5(
+                        content,
+                        content = 'memories', content_rowid = 'seq',
+                        tokenize = 'porter unicode61'
+                    );
+                    CREATE TRIGGER memories_fts_insert AFTER INSERT ON memories BEGIN
+                        INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
+                    END;
+                    CREATE TRIGGER memories_fts_delete AFTER DELETE ON memories BEGIN
+                        INSERT INTO memories_fts(memories_fts, rowid, content) VALUES ('delete', old.seq, old.content);
+                    END;
+                    CREATE TRIGGER memories_fts_update AFTER UPDATE OF content ON memories BEGIN
+                        INSERT INTO memories_fts(memories_fts, rowid, content) VALUES ('delete', old.seq, old.content);
+                        INSERT INTO memories_fts(rowid, content) VALUES (new.seq, new.content);
+                    END;
+
+                    CREATE TABLE exchanges (
+                        id TEXT PRIMARY KEY,
+                        session_id TEXT NOT NULL,
+                        request_hash TEXT NOT NULL,
+                        created_at REAL NOT NULL
+                    );
+                    CREATE INDEX exchanges_session_hash ON exchanges(session_id, request_hash);
+
+                    CREATE TABLE injections (
+                        seq INTEGER PRIMARY KEY,
+                        request_id TEXT NOT NULL,
+                        session_id TEXT NOT NULL,
+                        created_at REAL NOT NULL,
+                        model TEXT,
+                        memory_ids TEXT NOT NULL,
+                        scores TEXT NOT NULL,
+                        tokens INTEGER NOT NULL,
+                        recall_ms REAL NOT NULL,
+                        block TEXT NOT NULL
+                    );
+                    CREATE INDEX injections_session_created ON injections(session_id, created_at);
+                    """
+            )
+        }
+        return migrator
+    }
+
+    /// Bits of `seq` below the session key.
+    static let sessionShift: Int64 = 32
+
+    /// The rowid range `[lower, upper]` of the session whose key is `key`.
+    static func rowRange(sessionKey key: Int64) -> (lower: Int64, upper: Int64) {
+        (key << sessionShift, (key << sessionShift) | 0xFFFF_FFFF)
+    }
+}

@@ -1,0 +1,224 @@
+import Foundation
+import GRDB
+import Logging
+import MemProxyCore
+import Metrics
+
+/// The SQL side of the single writer: one batch per transaction, one savepoint per item so that a bad item
+/// is rolled back and logged alone.
+struct Writer: Sendable {
+    let retryWindowSeconds: Double
+    let logger: Logger
+    let errors: Counter
+
+    func commit(_ batch: [WriteItem], in db: Database) {
+        do {
+            try db.inTransaction {
+                for item in batch {
+                    do {
+                        try db.inSavepoint {
+                            try write(item, in: db)
+                            return .commit
+                        }
+                    } catch {
+                        fail(item, error)
+                    }
+                }
+                return .commit
+            }
+        } catch {
+            // The transaction itself failed (disk full, I/O error): every item of the batch is lost.
+            errors.increment(by: batch.count)
+            logger.error(
+                "memory batch failed",
+                metadata: ["memory.batch_size": "\(batch.count)", "error": "\(error)"]
+            )
+        }
+    }
+
+    private func fail(_ item: WriteItem, _ error: any Error) {
+        errors.increment()
+        var metadata: Logger.Metadata = ["memory.item": "\(item.kind)", "error": "\(error)"]
+        switch item {
+        case .exchange(let exchange):
+            metadata["memory.session"] = "\(exchange.sessionID)"
+            metadata["request.id"] = "\(exchange.requestID)"
+        case .injection(let injection):
+            metadata["memory.session"] = "\(injection.sessionID)"
+            metadata["request.id"] = "\(injection.requestID)"
+        }
+        logger.error("memory write failed", metadata: metadata)
+    }
+
+    private func write(_ item: WriteItem, in db: Database) throws {
+        switch item {
+        case .exchange(let exchange): try write(exchange, in: db)
+        case .injection(let injection): try write(injection, in: db)
+        }
+    }
+
+    private func write(_ exchange: ExchangeRecord, in db: Database) throws {
+        let time = exchange.createdAt.timeIntervalSince1970
+        let duplicate = try Bool.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT 1 FROM exchanges
+                    WHERE session_id = ? AND request_hash = ? AND created_at BETWEEN ? AND ? LIMIT 1
+                    """
+            ),
+            arguments: [exchange.sessionID, exchange.requestHash, time - retryWindowSeconds, time + retryWindowSeconds]
+        ) ?? false
+        if duplicate {
+            logger.debug(
+                "skipping a retried exchange",
+                metadata: ["memory.session": "\(exchange.sessionID)", "request.id": "\(exchange.requestID)"]
+            )
+            return
+        }
+        try db.cachedStatement(
+            sql: "INSERT OR IGNORE INTO exchanges(id, session_id, request_hash, created_at) VALUES (?, ?, ?, ?)"
+        ).execute(arguments: [exchange.exchangeID, exchange.sessionID, exchange.requestHash, time])
+        guard db.changesCount > 0 else {
+            logger.debug(
+                "skipping an exchange stored before",
+                metadata: ["memory.session": "\(exchange.sessionID)", "request.id": "\(exchange.requestID)"]
+            )
+            return
+        }
+        let user = Memory(
+            sessionID: exchange.sessionID,
+            type: .episodic,
+            role: "user",
+            content: exchange.userText,
+            createdAt: exchange.createdAt,
+            source: "exchange",
+            metadata: exchange.metadata,
+            exchangeID: exchange.exchangeID
+        )
+        try Self.insert(user, in: db)
+        if let reply = exchange.assistantText {
+            let assistant = Memory(
+                sessionID: exchange.sessionID,
+                type: .episodic,
+                role: "assistant",
+                content: reply,
+                createdAt: exchange.createdAt,
+                source: "exchange",
+                metadata: exchange.assistantIncomplete
+                    ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
+                exchangeID: exchange.exchangeID
+            )
+            try Self.insert(assistant, in: db)
+        }
+    }
+
+    private func write(_ injection: InjectionRecord, in db: Database) throws {
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO injections(request_id, session_id, created_at, model, memory_ids, scores, tokens,
+                                       recall_ms, block)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            injection.requestID, injection.sessionID, injection.createdAt.timeIntervalSince1970, injection.model,
+            try Self.json(injection.memoryIDs), try Self.json(injection.scores), injection.tokens,
+            injection.recallMs, injection.block,
+        ])
+    }
+
+    // MARK: - Shared SQL
+
+    /// Inserts `memory` with the next row id of its session (creating the session's key when new).
+    static func insert(_ memory: Memory, in db: Database) throws {
+        try db.cachedStatement(sql: "INSERT INTO sessions(session_id) VALUES (?) ON CONFLICT(session_id) DO NOTHING")
+            .execute(arguments: [memory.sessionID])
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        UPDATE sessions SET next_seq = next_seq + 1 WHERE session_id = ?
+                        RETURNING key, next_seq - 1
+                        """
+                ),
+                arguments: [memory.sessionID]
+            )
+        else {
+            throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "session row missing after insert")
+        }
+        let key: Int64 = row[0]
+        let number: Int64 = row[1]
+        guard key < (1 << 31), number <= 0xFFFF_FFFF else {
+            throw DatabaseError(resultCode: .SQLITE_FULL, message: "memory row ids exhausted for this session")
+        }
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO memories(seq, id, session_id, type, role, content, created_at, updated_at, source, metadata,
+                                     exchange_id, content_hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """
+        ).execute(arguments: [
+            Schema.rowRange(sessionKey: key).lower | number,
+            memory.id, memory.sessionID, memory.type.rawValue, memory.role, memory.content,
+            memory.createdAt.timeIntervalSince1970, memory.updatedAt.timeIntervalSince1970, memory.source,
+            memory.metadata, memory.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
+        ])
+    }
+
+    /// Columns read by ``memory(from:)``, for a `memories` table aliased `m`.
+    static let memoryColumns =
+        "m.id, m.session_id, m.type, m.role, m.content, m.created_at, m.updated_at, m.source, m.metadata, m.exchange_id"
+
+    static func memory(from row: Row) -> Memory {
+        Memory(
+            id: row[0],
+            sessionID: row[1],
+            type: MemoryType(rawValue: row[2] as String) ?? .episodic,
+            role: row[3],
+            content: row[4],
+            createdAt: Date(timeIntervalSince1970: row[5]),
+            updatedAt: Date(timeIntervalSince1970: row[6]),
+            source: row[7],
+            metadata: row[8],
+            exchangeID: row[9]
+        )
+    }
+
+    static func injections(session: String, limit: Int, in db: Database) throws -> [InjectionRecord] {
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block
+                FROM injections WHERE session_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?
+                """,
+            arguments: [session, max(0, limit)]
+        )
+        let decoder = JSONDecoder()
+        return try rows.map { row in
+            InjectionRecord(
+                requestID: row[0],
+                sessionID: row[1],
+                createdAt: Date(timeIntervalSince1970: row[2]),
+                model: row[3],
+                memoryIDs: try decoder.decode([String].self, from: Data((row[4] as String).utf8)),
+                scores: try decoder.decode([Double].self, from: Data((row[5] as String).utf8)),
+                tokens: row[6],
+                recallMs: row[7],
+                block: row[8]
+            )
+        }
+    }
+
+    private static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    /// `metadata` (a JSON object as text) with `extra`'s keys set; a non-object `metadata` is replaced.
+    static func merging(_ extra: [String: Bool], into metadata: String) -> String {
+        var object = (try? JSONSerialization.jsonObject(with: Data(metadata.utf8))) as? [String: Any] ?? [:]
+        for (key, value) in extra { object[key] = value }
+        guard
+            let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        else { return metadata }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
