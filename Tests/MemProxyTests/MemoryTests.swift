@@ -117,6 +117,32 @@ struct MemoryTests {
         }
     }
 
+    @Test("a client that disconnects mid-stream: the user message and the partial reply are stored, marked incomplete")
+    func disconnectMidStream() async throws {
+        let store = try makeStore()
+        try await withProxy(memoryStore: store) { proxy in
+            let response = try await proxy.send(
+                "POST", "/v1/chat/completions",
+                headers: [("X-Session-Id", "s-cut"), ("X-Fake-Gate", "1"), ("Content-Type", "application/json")],
+                body: chatBody("Describe the rings of Saturn in detail", stream: true))
+            var iterator = response.body.makeAsyncIterator()
+            _ = try await response.read(until: "echo: ", iterator: &iterator)
+            response.cancel()
+            proxy.fake.openGate()
+            try await eventually(5, "the cut-short exchange to be stored") {
+                try store.memories(session: "s-cut").count == 2
+            }
+            let memories = try store.memories(session: "s-cut")
+            let user = try #require(memories.first { $0.role == "user" })
+            let assistant = try #require(memories.first { $0.role == "assistant" })
+            #expect(user.content == "Describe the rings of Saturn in detail")
+            #expect(assistant.content.hasPrefix("echo:"))
+            #expect(assistant.content != "echo: Describe the rings of Saturn in detail")
+            #expect(assistant.metadata.contains("\"incomplete\":true"))
+            #expect(!user.metadata.contains("incomplete"))
+        }
+    }
+
     @Test("a client retry of the same request is stored once")
     func retryStoredOnce() async throws {
         let store = try makeStore()
