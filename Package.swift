@@ -107,7 +107,6 @@ let package = Package(
             dependencies: ["MemProxyCore"],
             swiftSettings: swiftSettings
         ),
-        /*HELPER-TARGETS
         // Recall latency and LoCoMo retrieval-quality benchmarks (prints tables; not a test).
         .executableTarget(
             name: "MemProxyBench",
@@ -124,7 +123,6 @@ let package = Package(
             dependencies: ["MemProxyStore", "MemProxyCore"],
             swiftSettings: swiftSettings
         ),
-        HELPER-TARGETS*/
         .testTarget(
             name: "MemProxyTests",
             dependencies: [

@@ -10,7 +10,7 @@ import Synchronization
 /// OpenAI-shaped endpoints:
 /// - `POST /v1/chat/completions`: answers `"echo: <newest user text>"`, streamed as SSE when `"stream": true`
 ///   (with a usage chunk when `stream_options.include_usage` is true). With header `X-Fake-Gate: 1` a stream
-///   pauses after its first content chunk until `openGate()`.
+///   pauses after its first content chunk until `openGate()`; `X-Fake-Delay-Ms: D` spaces chunks D ms apart.
 /// - `GET /v1/models`, `POST /v1/embeddings` (float or base64).
 /// Scripted endpoints for fault tests (all under `/v1/test/`):
 /// - `echo`: returns what it received (method, target, headers, body) as JSON, plus a few response headers.
@@ -105,7 +105,8 @@ public final class FakeUpstream: Sendable {
         router.post("/v1/chat/completions") { request, _ in
             let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
             let gated = request.headers[HTTPField.Name("X-Fake-Gate")!] == "1"
-            return try self.chatCompletion(body: body, gated: gated)
+            let delay = request.headers[HTTPField.Name("X-Fake-Delay-Ms")!].flatMap { Int($0) } ?? 0
+            return try self.chatCompletion(body: body, gated: gated, delayMs: delay)
         }
         router.get("/v1/models") { _, _ in
             Self.json(#"{"object":"list","data":[{"id":"fake-model","object":"model","created":1700000000,"owned_by":"memproxy"}]}"#)
@@ -224,7 +225,7 @@ public final class FakeUpstream: Sendable {
         )
     }
 
-    private func chatCompletion(body: ByteBuffer, gated: Bool) throws -> Response {
+    private func chatCompletion(body: ByteBuffer, gated: Bool, delayMs: Int) throws -> Response {
         let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
         let messages = object["messages"] as? [[String: Any]] ?? []
         let model = object["model"] as? String ?? "fake-model"
@@ -265,6 +266,7 @@ public final class FakeUpstream: Sendable {
                 do {
                     for (index, event) in finalEvents.enumerated() {
                         if gated, index == 2 { await self.waitForGate() }
+                        if delayMs > 0, index > 0 { try await Task.sleep(for: .milliseconds(delayMs)) }
                         try await writer.write(ByteBuffer(string: "data: \(event)\n\n"))
                     }
                     try await writer.finish(nil)

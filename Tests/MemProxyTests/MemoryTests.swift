@@ -123,8 +123,13 @@ struct MemoryTests {
         try await withProxy(memoryStore: store) { proxy in
             let response = try await proxy.send(
                 "POST", "/v1/chat/completions",
-                headers: [("X-Session-Id", "s-cut"), ("X-Fake-Gate", "1"), ("Content-Type", "application/json")],
-                body: chatBody("Describe the rings of Saturn in detail", stream: true))
+                headers: [
+                    ("X-Session-Id", "s-cut"), ("X-Fake-Gate", "1"), ("X-Fake-Delay-Ms", "10"),
+                    ("Content-Type", "application/json"),
+                ],
+                body: chatBody(
+                    "Describe the rings of Saturn in detail " + String(repeating: "and then some more ", count: 40),
+                    stream: true))
             var iterator = response.body.makeAsyncIterator()
             _ = try await response.read(until: "echo: ", iterator: &iterator)
             response.cancel()
@@ -135,9 +140,10 @@ struct MemoryTests {
             let memories = try store.memories(session: "s-cut")
             let user = try #require(memories.first { $0.role == "user" })
             let assistant = try #require(memories.first { $0.role == "assistant" })
-            #expect(user.content == "Describe the rings of Saturn in detail")
+            #expect(user.content.hasPrefix("Describe the rings of Saturn in detail"))
             #expect(assistant.content.hasPrefix("echo:"))
-            #expect(assistant.content != "echo: Describe the rings of Saturn in detail")
+            // Some chunks may still have been written before the disconnect was noticed, but not the whole reply.
+            #expect(assistant.content.count < ("echo: " + user.content).count)
             #expect(assistant.metadata.contains("\"incomplete\":true"))
             #expect(!user.metadata.contains("incomplete"))
         }

@@ -1,0 +1,39 @@
+import MemProxyCore
+import Testing
+
+@Suite struct FTSQueryBuilderTests {
+    @Test func tokenisesLikeUnicode61AndDropsStopWords() {
+        #expect(FTSQueryBuilder.terms(from: "What is my dog's name? Rex, I think!") == ["dog", "name", "rex", "think"])
+        #expect(FTSQueryBuilder.terms(from: "Café déjà-vu 2023") == ["café", "déjà", "vu", "2023"])
+        #expect(FTSQueryBuilder.terms(from: "Dog DOG dog") == ["dog"])
+    }
+
+    @Test func stopWordsOnlyGiveNoExpression() {
+        let terms = FTSQueryBuilder.terms(from: "What is it that you do? And I, me, myself...")
+        #expect(terms.isEmpty)
+        #expect(FTSQueryBuilder.matchExpression(terms: terms) == nil)
+    }
+
+    @Test func quotesEveryTermSoSyntaxIsInert() {
+        let terms = FTSQueryBuilder.terms(from: #"dog" AND NEAR(cat* -mouse) col:^x"#)
+        #expect(terms == ["dog", "near", "cat", "mouse", "col", "x"])
+        #expect(
+            FTSQueryBuilder.matchExpression(terms: ["dog", "and"])
+                == #""dog" OR "and""#
+        )
+        #expect(FTSQueryBuilder.quoted(#"a"b"#) == #""a""b""#)
+    }
+
+    @Test func capsTheNumberOfTerms() {
+        let text = (0..<100).map { "word\($0)" }.joined(separator: " ")
+        let terms = FTSQueryBuilder.terms(from: text)
+        #expect(terms.count == FTSQueryBuilder.maxTerms)
+        #expect(terms.first == "word0")
+    }
+
+    @Test func stableHashIsFNV1a64() {
+        #expect(StableHash.fnv1a64Hex("".utf8) == "cbf29ce484222325")
+        #expect(StableHash.fnv1a64Hex("a".utf8) == "af63dc4c8601ec8c")
+        #expect(StableHash.fnv1a64Hex("foobar".utf8) == "85944171f73967e8")
+    }
+}

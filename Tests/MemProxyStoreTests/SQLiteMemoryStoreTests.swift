@@ -1,0 +1,248 @@
+import Foundation
+import GRDB
+import Logging
+import MemProxyCore
+@testable import MemProxyStore
+import ServiceLifecycle
+import Testing
+
+@Suite struct SQLiteMemoryStoreTests {
+    @Test func migratesAFreshFileAndReopensIt() throws {
+        let path = try temporaryDatabasePath()
+        do {
+            let store = try makeStore(path: path)
+            #expect(try store.memories(session: "s1").isEmpty)
+            try store.insert([memory("the dog is called Rex")])
+        }
+        let reopened = try makeStore(path: path)
+        #expect(try reopened.memories(session: "s1").map(\.content) == ["the dog is called Rex"])
+        let applied = try reopened.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
+        #expect(applied == ["v1"])
+    }
+
+    @Test func unopenableFileSaysWhichPathAndWhatToDo() {
+        let path = "/nonexistent-\(UUID().uuidString)/memories.sqlite"
+        do {
+            _ = try makeStore(path: path)
+            Issue.record("expected an error")
+        } catch let error as MemoryStoreError {
+            #expect(error.code == .cannotOpen)
+            #expect(error.message.contains(path))
+            #expect(error.message.contains("directory exists"))
+        } catch {
+            Issue.record("unexpected error \(error)")
+        }
+    }
+
+    @Test func exchangeBecomesTwoRecallableMemories() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            store.submit(exchange(user: "My dog is called Rex", assistant: "Rex is a lovely name for a dog."))
+            store.submit(exchange(user: "I like pizza", assistant: "Pizza is great", incomplete: true, at: 1))
+            store.submit(exchange(user: "Only a question about tennis", assistant: nil, at: 2))
+            await store.flush()
+            let stored = try store.memories(session: "s1")
+            #expect(stored.count == 5)
+            #expect(stored.allSatisfy { $0.type == .episodic && $0.source == "exchange" })
+            let first = stored.filter { $0.content.contains("Rex") }
+            #expect(Set(first.compactMap(\.role)) == ["user", "assistant"])
+            #expect(Set(first.compactMap(\.exchangeID)).count == 1)
+            let pizza = try #require(stored.first { $0.role == "assistant" && $0.content == "Pizza is great" })
+            #expect(pizza.metadata == #"{"incomplete":true}"#)
+            #expect(stored.filter { $0.content.contains("tennis") }.count == 1)
+
+            let recalled = try await store.recall(session: "s1", query: "what is my dog's name?", limit: 5)
+            #expect(recalled.count == 2)
+            #expect(recalled.allSatisfy { $0.memory.content.contains("dog") })
+        }
+    }
+
+    @Test func recallIsSessionScoped() async throws {
+        let store = try makeStore()
+        try store.insert([
+            memory("the secret password is swordfish", session: "A"),
+            memory("the secret password is swordfish", session: "A2"),
+            memory("unrelated text about gardening", session: "B"),
+        ])
+        #expect(try await store.recall(session: "B", query: "secret password swordfish", limit: 10).isEmpty)
+        #expect(try await store.recall(session: "nobody", query: "secret password swordfish", limit: 10).isEmpty)
+        let a = try await store.recall(session: "A", query: "secret password swordfish", limit: 10)
+        #expect(a.map(\.memory.sessionID) == ["A"])
+        // Many sessions with the same text: each sees only its own.
+        try store.insert((0..<50).map { memory("shared words everywhere", session: "many-\($0)") })
+        for index in [0, 17, 49] {
+            let found = try await store.recall(session: "many-\(index)", query: "shared words", limit: 100)
+            #expect(found.map(\.memory.sessionID) == ["many-\(index)"])
+        }
+    }
+
+    @Test func ranksMoreRelevantFirstAndTiesNewestFirst() async throws {
+        let store = try makeStore()
+        try store.insert([
+            memory("we went to the park on sunday", at: 0),
+            memory("my dog Rex loves the park", at: 1),
+            memory("Rex is my dog", at: 2),
+            memory("I bought a red kite", at: 3),
+        ])
+        let found = try await store.recall(session: "s1", query: "Where does my dog Rex like to go? The park?", limit: 10)
+        #expect(found.first?.memory.content == "my dog Rex loves the park")
+        #expect(found.count == 3)
+        #expect(zip(found, found.dropFirst()).allSatisfy { $0.score >= $1.score })
+
+        try store.insert([memory("tie breaker phrase", at: 100), memory("tie breaker phrase", at: 200)])
+        try store.insert([memory("tie breaker phrase", at: 150)])
+        let ties = try await store.recall(session: "s1", query: "tie breaker", limit: 3)
+        #expect(ties.map(\.memory.createdAt) == [baseDate + 200, baseDate + 150, baseDate + 100])
+    }
+
+    @Test(arguments: [
+        #"""#, #""""#, "AND", "OR NOT", "NEAR(", "NEAR(dog cat, 2)", "*", "dog*", "-dog", "content:dog", "^dog",
+        "(dog", "dog)", "{content}: dog", "\u{0}", "🐶🐱", "狗的名字", "Ça va? Ünïcödé", "'; DROP TABLE memories; --",
+        String(repeating: "dog cat ", count: 1300), String(repeating: "🐶", count: 3000),
+    ])
+    func hostileQueriesNeverThrow(query: String) async throws {
+        let store = try makeStore()
+        try store.insert([memory("the dog and the cat are friends"), memory("狗的名字是 Rex 🐶")])
+        let found = try await store.recall(session: "s1", query: query, limit: 5)
+        #expect(found.count <= 2)
+        #expect(found.allSatisfy { $0.memory.sessionID == "s1" })
+        #expect(try store.memories(session: "s1").count == 2)
+    }
+
+    @Test func stopWordOnlyQueryReturnsNothing() async throws {
+        let store = try makeStore()
+        try store.insert([memory("what is it that you do"), memory("I am here")])
+        #expect(try await store.recall(session: "s1", query: "What is it that you do? I am.", limit: 5).isEmpty)
+        #expect(try await store.recall(session: "s1", query: "", limit: 5).isEmpty)
+        #expect(try await store.recall(session: "s1", query: "here", limit: 0).isEmpty)
+    }
+
+    @Test func retriesWithinTheWindowAreStoredOnce() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            store.submit(exchange(hash: "h1", user: "first question", assistant: "first answer", at: 0))
+            store.submit(exchange(hash: "h1", user: "first question", assistant: "first answer", at: 30))
+            store.submit(exchange(hash: "h2", user: "other question", assistant: "other answer", at: 31))
+            store.submit(exchange(hash: "h1", user: "first question", assistant: "first answer", at: 1000))
+            store.submit(exchange(session: "s2", hash: "h1", user: "first question", assistant: "first answer"))
+            await store.flush()
+        }
+        let stored = try store.memories(session: "s1")
+        #expect(stored.filter { $0.content == "first question" }.count == 2)  // t=0 and t=1000 (outside window)
+        #expect(stored.filter { $0.content == "other question" }.count == 1)
+        #expect(try store.memories(session: "s2").count == 2)
+    }
+
+    @Test func injectionsAreRecordedAndReadBack() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            for index in 0..<3 {
+                store.submit(
+                    InjectionRecord(
+                        requestID: "req-\(index)", sessionID: "s1", createdAt: baseDate + Double(index), model: "gpt-x",
+                        memoryIDs: ["mem_a", "mem_b"], scores: [2.5, 1.25], tokens: 42, recallMs: 0.75,
+                        block: "<memories>…</memories>"
+                    )
+                )
+            }
+            await store.flush()
+        }
+        let records = try store.injections(session: "s1", limit: 2)
+        #expect(records.map(\.requestID) == ["req-2", "req-1"])
+        #expect(records.first?.memoryIDs == ["mem_a", "mem_b"])
+        #expect(records.first?.scores == [2.5, 1.25])
+        #expect(records.first?.model == "gpt-x")
+        #expect(records.first?.tokens == 42)
+        #expect(try store.injections(session: "s2", limit: 10).isEmpty)
+    }
+
+    @Test func gracefulShutdownFlushesTheQueue() async throws {
+        let path = try temporaryDatabasePath()
+        let count = 500
+        do {
+            let store = try makeStore(path: path) { $0.maxBatch = 16 }
+            let group = ServiceGroup(services: [store], logger: quietLogger)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                for index in 0..<count {
+                    store.submit(exchange(user: "question number \(index)", assistant: nil, at: Double(index)))
+                }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+        }
+        let reopened = try makeStore(path: path)
+        #expect(try reopened.memories(session: "s1").count == count)
+    }
+
+    @Test func cancellationAlsoFlushes() async throws {
+        let path = try temporaryDatabasePath()
+        do {
+            let store = try makeStore(path: path)
+            let writer = Task { try await store.run() }
+            for index in 0..<200 {
+                store.submit(exchange(user: "note \(index)", assistant: "ok \(index)", at: Double(index)))
+            }
+            writer.cancel()
+            try await writer.value
+            await store.flush()  // returns at once: the writer has stopped
+        }
+        #expect(try makeStore(path: path).memories(session: "s1").count == 400)
+    }
+
+    @Test func oneBadItemDoesNotStopTheWriter() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            var bad = exchange(user: "bad", assistant: "half")
+            bad.exchangeID = "same-id"
+            var duplicate = exchange(user: "dup", assistant: "half")
+            duplicate.exchangeID = "same-id"
+            store.submit(bad)
+            store.submit(duplicate)  // same exchange id: skipped, not fatal
+            try await store.dbPool.write { db in
+                try db.execute(sql: "CREATE TRIGGER reject BEFORE INSERT ON injections BEGIN SELECT RAISE(ABORT, 'no'); END")
+            }
+            store.submit(
+                InjectionRecord(
+                    requestID: "r", sessionID: "s1", createdAt: baseDate, model: nil, memoryIDs: [], scores: [],
+                    tokens: 0, recallMs: 0, block: ""
+                )
+            )
+            store.submit(exchange(user: "after the failure", assistant: "still stored", at: 5))
+            await store.flush()
+        }
+        let contents = Set(try store.memories(session: "s1").map(\.content))
+        #expect(contents == ["bad", "half", "after the failure", "still stored"])
+    }
+
+    @Test func fullTextIndexFollowsUpdatesAndDeletes() async throws {
+        let store = try makeStore()
+        let zebra = memory("a zebra crossed the road")
+        try store.insert([zebra, memory("another zebra story")])
+        #expect(try await store.recall(session: "s1", query: "zebra", limit: 5).count == 2)
+
+        try await store.dbPool.write { db in
+            try db.execute(sql: "UPDATE memories SET content = 'a giraffe crossed the road' WHERE id = ?", arguments: [zebra.id])
+        }
+        #expect(try await store.recall(session: "s1", query: "zebra", limit: 5).map(\.memory.content) == ["another zebra story"])
+        #expect(try await store.recall(session: "s1", query: "giraffe", limit: 5).map(\.memory.id) == [zebra.id])
+
+        try await store.dbPool.write { db in
+            try db.execute(sql: "DELETE FROM memories WHERE id = ?", arguments: [zebra.id])
+        }
+        #expect(try await store.recall(session: "s1", query: "giraffe", limit: 5).isEmpty)
+        try await store.dbPool.write { db in
+            try db.execute(sql: "INSERT INTO memories_fts(memories_fts, rank) VALUES ('integrity-check', 1)")
+        }
+    }
+
+    @Test func sessionOfAMemoryCannotBeMoved() async throws {
+        let store = try makeStore()
+        try store.insert([memory("pinned to its session")])
+        await #expect(throws: (any Error).self) {
+            try await store.dbPool.write { db in
+                try db.execute(sql: "UPDATE memories SET session_id = 'other'")
+            }
+        }
+    }
+}
