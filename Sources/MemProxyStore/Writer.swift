@@ -12,12 +12,15 @@ struct Writer: Sendable {
     let errors: Counter
 
     func commit(_ batch: [WriteItem], in db: Database) {
+        var stored: [ExchangeRecord] = []
         do {
             try db.inTransaction {
                 for item in batch {
                     do {
                         try db.inSavepoint {
-                            try write(item, in: db)
+                            if try write(item, in: db), case .exchange(let exchange) = item {
+                                stored.append(exchange)
+                            }
                             return .commit
                         }
                     } catch {
@@ -25,6 +28,17 @@ struct Writer: Sendable {
                     }
                 }
                 return .commit
+            }
+            // Committed (WAL): this line is the acknowledgement that the exchange survives a process crash.
+            for exchange in stored {
+                logger.info(
+                    "memory.exchange_stored",
+                    metadata: [
+                        "memory.session": "\(exchange.sessionID)",
+                        "memory.exchange_id": "\(exchange.exchangeID)",
+                        "request.id": "\(exchange.requestID)",
+                    ]
+                )
             }
         } catch {
             // The transaction itself failed (disk full, I/O error): every item of the batch is lost.
@@ -50,14 +64,17 @@ struct Writer: Sendable {
         logger.error("memory write failed", metadata: metadata)
     }
 
-    private func write(_ item: WriteItem, in db: Database) throws {
+    /// Returns whether the item was written (false: skipped as a duplicate).
+    private func write(_ item: WriteItem, in db: Database) throws -> Bool {
         switch item {
-        case .exchange(let exchange): try write(exchange, in: db)
-        case .injection(let injection): try write(injection, in: db)
+        case .exchange(let exchange): return try write(exchange, in: db)
+        case .injection(let injection):
+            try write(injection, in: db)
+            return true
         }
     }
 
-    private func write(_ exchange: ExchangeRecord, in db: Database) throws {
+    private func write(_ exchange: ExchangeRecord, in db: Database) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
         let duplicate = try Bool.fetchOne(
             db.cachedStatement(
@@ -73,17 +90,20 @@ struct Writer: Sendable {
                 "skipping a retried exchange",
                 metadata: ["memory.session": "\(exchange.sessionID)", "request.id": "\(exchange.requestID)"]
             )
-            return
+            return false
         }
+        // A cut-short exchange is recorded under a distinct hash, so that the client's retry of the same request,
+        // which completes, is still stored rather than skipped as a duplicate.
+        let storedHash = exchange.assistantIncomplete ? exchange.requestHash + ":incomplete" : exchange.requestHash
         try db.cachedStatement(
             sql: "INSERT OR IGNORE INTO exchanges(id, session_id, request_hash, created_at) VALUES (?, ?, ?, ?)"
-        ).execute(arguments: [exchange.exchangeID, exchange.sessionID, exchange.requestHash, time])
+        ).execute(arguments: [exchange.exchangeID, exchange.sessionID, storedHash, time])
         guard db.changesCount > 0 else {
             logger.debug(
                 "skipping an exchange stored before",
                 metadata: ["memory.session": "\(exchange.sessionID)", "request.id": "\(exchange.requestID)"]
             )
-            return
+            return false
         }
         let user = Memory(
             sessionID: exchange.sessionID,
@@ -110,6 +130,7 @@ struct Writer: Sendable {
             )
             try Self.insert(assistant, in: db)
         }
+        return true
     }
 
     private func write(_ injection: InjectionRecord, in db: Database) throws {

@@ -133,6 +133,19 @@ import Testing
         #expect(try store.memories(session: "s2").count == 2)
     }
 
+    @Test func aCompleteRetryOfACutShortExchangeIsStillStored() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon", incomplete: true, at: 0))
+            store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon a time, the end.", at: 5))
+            // A third attempt after the complete one is a plain retry again.
+            store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon a time, the end.", at: 6))
+            await store.flush()
+        }
+        let replies = try store.memories(session: "s1").filter { $0.role == "assistant" }.map(\.content)
+        #expect(replies.sorted() == ["Once upon", "Once upon a time, the end."])
+    }
+
     @Test func injectionsAreRecordedAndReadBack() async throws {
         let store = try makeStore()
         try await withWriter(store) {
