@@ -34,11 +34,7 @@ public func buildApplication(
         store = memoryStore
         if let service = memoryStore as? any Service { services.append(service) }
     } else {
-        let sqlite = try SQLiteMemoryStore(
-            configuration: .init(path: configuration.memory.database),
-            logger: logger,
-            metricsFactory: factory
-        )
+        let sqlite = try makeSQLiteStore(configuration: configuration, logger: logger, metricsFactory: factory)
         store = sqlite
         services.append(sqlite)
     }
@@ -64,8 +60,19 @@ public func buildApplication(
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: metricsRegistry.emitToBuffer()))
         )
     }
+    // The memory API needs a store that can list and edit memories (the SQLite store can; test fakes may not).
+    if let managed = store as? any ManagedMemoryStore {
+        MemoryAPI(store: managed, contextBuilder: memory.contextBuilder)
+            .addRoutes(to: router, apiKey: configuration.admin.apiKey, maxBodyBytes: configuration.server.maxBodyBytes)
+    }
 
     let listen = configuration.server.listen
+    if configuration.admin.apiKey == nil, !AdminAuth.isLoopbackHost(listen.host) {
+        logger.warning(
+            "memory API unprotected: admin.api_key is not set, so /memory/v1 answers loopback clients only; set admin.api_key (MEMPROXY_ADMIN_API_KEY) to manage memories from other hosts",
+            metadata: ["server.listen": .string(listen.description)]
+        )
+    }
     return Application(
         router: router,
         configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
@@ -80,5 +87,19 @@ public func buildApplication(
             await onServerRunning(port)
         },
         logger: logger
+    )
+}
+
+/// Opens the configured SQLite store. The server and the CLI's memory commands both open it here, so a recall
+/// preview from the terminal ranks exactly as the running proxy does.
+func makeSQLiteStore(
+    configuration: ProxyConfiguration,
+    logger: Logger,
+    metricsFactory: (any MetricsFactory)? = nil
+) throws -> SQLiteMemoryStore {
+    try SQLiteMemoryStore(
+        configuration: .init(path: configuration.memory.database),
+        logger: logger,
+        metricsFactory: metricsFactory
     )
 }

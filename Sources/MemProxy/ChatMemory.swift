@@ -16,6 +16,15 @@ struct ChatMemory: Sendable {
     let store: any MemoryStore
     let configuration: ProxyConfiguration.Memory
     let metrics: AppMetrics
+    /// Builds the injected block; shared with the memory API's recall endpoint.
+    let contextBuilder: MemoryContextBuilder
+
+    init(store: any MemoryStore, configuration: ProxyConfiguration.Memory, metrics: AppMetrics) {
+        self.store = store
+        self.configuration = configuration
+        self.metrics = metrics
+        self.contextBuilder = MemoryContextBuilder(store: store, maxInjectedTokens: configuration.maxInjectedTokens)
+    }
 
     static let modeHeader = "X-Memory-Mode"
 
@@ -89,13 +98,17 @@ struct ChatMemory: Sendable {
         requestID: String,
         logger: Logger
     ) async throws -> Injection {
-        guard let query = chat.newestUserText, self.configuration.topK > 0 else {
+        guard self.configuration.topK > 0 else {
             return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: false)
         }
-        let start = ContinuousClock.now
-        let recalled: [RecalledMemory]
+        let context: MemoryContext
         do {
-            recalled = try await self.store.recall(session: session, query: query, limit: self.configuration.topK * 2)
+            context = try await self.contextBuilder.build(
+                session: session,
+                query: chat.newestUserText,
+                excluding: chat.messageTexts,
+                topK: self.configuration.topK
+            )
         } catch {
             logger.error(
                 "memory.recall_failed",
@@ -111,26 +124,9 @@ struct ChatMemory: Sendable {
             }
             return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: true)
         }
-        let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
+        let recallMs = context.recallMs
         self.metrics.recordRecall(milliseconds: recallMs)
-        let candidates = recalled.map { item in
-            InjectableMemory(
-                id: item.memory.id,
-                type: item.memory.type.rawValue,
-                role: item.memory.role,
-                content: item.memory.content,
-                createdAt: Int64(item.memory.createdAt.timeIntervalSince1970.rounded(.down)),
-                score: item.score
-            )
-        }
-        guard
-            let block = MemoryBlockRenderer.render(
-                candidates,
-                excluding: chat.messageTexts,
-                topK: self.configuration.topK,
-                maxTokens: self.configuration.maxInjectedTokens
-            )
-        else {
+        guard let block = context.block else {
             return Injection(body: originalBody, block: nil, recallMs: recallMs, storeFailed: false)
         }
         var edited = chat
@@ -175,6 +171,88 @@ struct ChatMemory: Sendable {
             headers.append(("X-Memory-Error", "store_unavailable"))
         }
         return headers
+    }
+}
+
+/// What the memory block for one request is built from, and the block itself.
+struct MemoryContext: Sendable {
+    /// The block to inject; `nil` when nothing is left to inject.
+    var block: MemoryBlock?
+    /// Every memory that was offered to the block (procedural and recalled), by id.
+    var candidates: [String: Memory]
+    /// Time spent reading the store.
+    var recallMs: Double
+}
+
+/// The ONE function that builds the memory block, used by the proxy for every chat request and by
+/// `POST /memory/v1/sessions/{session}/recall` (so a preview is exactly what a request would get).
+///
+/// The order rule lives in ``InjectionOrder``: the session's procedural memories first (newest first, at most
+/// ``maxProcedural``, relevant or not), then the recalled ones with semantic memories boosted; everything within
+/// the token budget. `topK` limits the recalled memories; procedural ones come on top of it.
+struct MemoryContextBuilder: Sendable {
+    let store: any MemoryStore
+    /// Procedural memories are read only from stores that can list memories.
+    let managed: (any ManagedMemoryStore)?
+    let maxInjectedTokens: Int
+
+    /// The most procedural memories a block carries.
+    static let maxProcedural = 50
+
+    init(store: any MemoryStore, maxInjectedTokens: Int) {
+        self.store = store
+        self.managed = store as? any ManagedMemoryStore
+        self.maxInjectedTokens = maxInjectedTokens
+    }
+
+    /// Builds the block for a request whose newest user message is `query`.
+    ///
+    /// - Parameters:
+    ///   - session: The session.
+    ///   - query: The newest user message; `nil` injects procedural memories only.
+    ///   - excluding: Texts the request already contains (those memories are not injected again).
+    ///   - topK: The most recalled memories.
+    /// - Throws: When the store fails.
+    func build(session: String, query: String?, excluding: [String], topK: Int) async throws -> MemoryContext {
+        let start = ContinuousClock.now
+        let procedural =
+            try await self.managed?.memories(
+                session: session,
+                type: .procedural,
+                order: .newestFirst,
+                limit: Self.maxProcedural,
+                after: nil
+            ).memories ?? []
+        var recalled: [RecalledMemory] = []
+        if let query, topK > 0 {
+            // Room for the procedural memories too, in case the store's recall returns them as well.
+            recalled = try await self.store.recall(session: session, query: query, limit: topK * 2 + procedural.count)
+        }
+        let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
+        var candidates: [String: Memory] = [:]
+        for memory in procedural + recalled.map(\.memory) { candidates[memory.id] = memory }
+        let ordered = InjectionOrder.candidates(
+            procedural: procedural.map { Self.injectable($0, score: 0) },
+            recalled: recalled.map { Self.injectable($0.memory, score: $0.score) }
+        )
+        let block = MemoryBlockRenderer.render(
+            ordered,
+            excluding: excluding,
+            topK: topK + procedural.count,
+            maxTokens: self.maxInjectedTokens
+        )
+        return MemoryContext(block: block, candidates: candidates, recallMs: recallMs)
+    }
+
+    private static func injectable(_ memory: Memory, score: Double) -> InjectableMemory {
+        InjectableMemory(
+            id: memory.id,
+            type: memory.type.rawValue,
+            role: memory.role,
+            content: memory.content,
+            createdAt: Int64(memory.createdAt.timeIntervalSince1970.rounded(.down)),
+            score: score
+        )
     }
 }
 

@@ -23,6 +23,8 @@ import TOMLKit
 /// - `memory.max_injected_tokens` (int, 1000): token budget of the injected block (estimate: UTF-8 bytes / 4).
 /// - `memory.fail_open` (bool, true): when the store fails, forward without memory instead of answering 503.
 /// - `memory.store_exchanges` (bool, true): store each successful exchange as episodic memory.
+/// - `admin.api_key` (string, unset): when set, every `/memory/v1` request needs `Authorization: Bearer <key>`;
+///   when unset, `/memory/v1` answers loopback clients only. Secret: never logged.
 public struct ProxyConfiguration: Sendable {
     public struct Server: Sendable {
         public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
@@ -52,10 +54,16 @@ public struct ProxyConfiguration: Sendable {
         public var storeExchanges = true
     }
 
+    public struct Admin: Sendable {
+        /// Secret: never logged or printed.
+        public var apiKey: String?
+    }
+
     public var server = Server()
     public var upstream = UpstreamSettings()
     public var log = Log()
     public var memory = Memory()
+    public var admin = Admin()
 
     public init() {}
 }
@@ -275,6 +283,10 @@ extension ProxyConfiguration {
         },
         Key(section: "memory", name: "store_exchanges") { config, raw throws(ConfigurationError) in
             config.memory.storeExchanges = try raw.bool("memory.store_exchanges")
+        },
+        Key(section: "admin", name: "api_key") { config, raw throws(ConfigurationError) in
+            let value = try raw.string("admin.api_key")
+            config.admin.apiKey = value.isEmpty ? nil : value
         },
     ]
 

@@ -18,7 +18,10 @@ struct MemproxyCommand: AsyncParsableCommand {
             Point your OpenAI client's base URL at memproxy (e.g. http://127.0.0.1:8080/v1). \
             Configuration comes from proxy.conf, then MEMPROXY_<SECTION>_<KEY> environment variables, then flags.
             """,
-        subcommands: [Serve.self, FakeUpstreamCommand.self],
+        subcommands: [
+            Serve.self, MemoriesCommand.self, SessionsCommand.self, InjectionsCommand.self, DemoCommand.self,
+            FakeUpstreamCommand.self,
+        ],
         defaultSubcommand: Serve.self
     )
 }
@@ -38,20 +41,10 @@ struct Serve: AsyncParsableCommand {
     var upstream: String?
 
     func run() async throws {
-        let file = self.config ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
         var overrides: [String: String] = [:]
         if let listen { overrides["server.listen"] = listen }
         if let upstream { overrides["upstream.url"] = upstream }
-        let configuration: ProxyConfiguration
-        do {
-            configuration = try ProxyConfiguration.load(
-                file: file,
-                environment: ProcessInfo.processInfo.environment,
-                overrides: overrides
-            )
-        } catch {
-            Self.fail("invalid configuration: \(error.description)")
-        }
+        let configuration = Self.loadConfiguration(file: self.config, overrides: overrides)
         bootstrapLogging(configuration.log)
         let logger = Logger(label: "memproxy")
         let app: any Service
@@ -77,6 +70,21 @@ struct Serve: AsyncParsableCommand {
             )
         } catch {
             Self.fail("server stopped: \(error)")
+        }
+    }
+
+    /// The configuration from `file` (default: ./proxy.conf when it exists), the environment and `overrides`;
+    /// exits with status 1 and one line on stderr when it is invalid.
+    static func loadConfiguration(file: String?, overrides: [String: String] = [:]) -> ProxyConfiguration {
+        let file = file ?? (FileManager.default.fileExists(atPath: "proxy.conf") ? "proxy.conf" : nil)
+        do {
+            return try ProxyConfiguration.load(
+                file: file,
+                environment: ProcessInfo.processInfo.environment,
+                overrides: overrides
+            )
+        } catch {
+            Self.fail("invalid configuration: \(error.description)")
         }
     }
 
