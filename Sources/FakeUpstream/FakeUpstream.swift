@@ -9,8 +9,18 @@ import Synchronization
 ///
 /// OpenAI-shaped endpoints:
 /// - `POST /v1/chat/completions`: answers `"echo: <newest user text>"`, streamed as SSE when `"stream": true`
-///   (with a usage chunk when `stream_options.include_usage` is true). With header `X-Fake-Gate: 1` a stream
-///   pauses after its first content chunk until `openGate()`; `X-Fake-Delay-Ms: D` spaces chunks D ms apart.
+///   (with a usage chunk when `stream_options.include_usage` is true). With `tools` and a last message from the
+///   `user`, it answers with one `tool_calls` entry for the first tool (arguments `{"query": <user text>}`,
+///   streamed in fragments); when the last message is a `tool` result it answers `"tool result: <content>"`.
+///   Scripted by request headers:
+///   - `X-Fake-Gate: 1`: a stream pauses after its first content chunk until `openGate()`.
+///   - `X-Fake-Delay-Ms: D`: stream chunks D ms apart.
+///   - `X-Fake-Status: C`: answer status C with an OpenAI error body and `x-request-id: req_fake_C`.
+///   - `X-Fake-Fail-Once: C`: the first request with a given body gets status C (with `retry-after-ms: 10`);
+///     identical bodies after it are answered normally (a client's retry succeeds).
+///   - `X-Fake-Byte-Delay-Ms: D`: the response body is written one byte at a time, D ms apart.
+///   - `X-Fake-Reply-Bytes: N`: the reply text is N bytes of filler (huge responses).
+///   - `X-Fake-Drop-After: K`: a stream's connection is cut after K events (no `[DONE]`).
 /// - `GET /v1/models`, `POST /v1/embeddings` (float or base64).
 /// Scripted endpoints for fault tests (all under `/v1/test/`):
 /// - `echo`: returns what it received (method, target, headers, body) as JSON, plus a few response headers.
@@ -18,6 +28,8 @@ import Synchronization
 /// - `sse?events=N&delay_ms=D&drop_after=K`: N events D ms apart; with `drop_after`, the connection is cut.
 /// - `slow?delay_ms=D`: waits D ms, then answers 200.
 /// - `gate`: sends one event, waits for `openGate()`, then sends two more and `[DONE]`.
+/// - `GET requests?target=P&last=K`: how many requests with target prefix P were received, and the last K of
+///   them (method, target, headers, body), for tests that run the fake as a separate process.
 /// Every request is recorded (`requests`); aborted streams are counted (`abortedStreams`).
 public final class FakeUpstream: Sendable {
     public struct RecordedRequest: Sendable {
@@ -37,6 +49,7 @@ public final class FakeUpstream: Sendable {
         var gateOpen = false
         var gateWaiters: [CheckedContinuation<Void, Never>] = []
         var abortWaiters: [CheckedContinuation<Void, Never>] = []
+        var failedOnce: Set<[UInt8]> = []
     }
 
     private let state = Mutex(State())
@@ -104,12 +117,21 @@ public final class FakeUpstream: Sendable {
         router.add(middleware: RecordingMiddleware(upstream: self))
         router.post("/v1/chat/completions") { request, _ in
             let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
-            let gated = request.headers[HTTPField.Name("X-Fake-Gate")!] == "1"
-            let delay = request.headers[HTTPField.Name("X-Fake-Delay-Ms")!].flatMap { Int($0) } ?? 0
-            return try self.chatCompletion(body: body, gated: gated, delayMs: delay)
+            let script = ChatScript(request.headers)
+            if let status = script.status {
+                return Self.errorResponse(code: status)
+            }
+            if let status = script.failOnce, self.failsFirstAttempt(of: body) {
+                var response = Self.errorResponse(code: status)
+                response.headers[HTTPField.Name("retry-after-ms")!] = "10"
+                return response
+            }
+            return try self.chatCompletion(body: body, script: script)
         }
         router.get("/v1/models") { _, _ in
-            Self.json(#"{"object":"list","data":[{"id":"fake-model","object":"model","created":1700000000,"owned_by":"memproxy"}]}"#)
+            Self.json(
+                #"{"object":"list","data":[{"id":"fake-model","object":"model","created":1700000000,"owned_by":"memproxy"}]}"#
+            )
         }
         router.post("/v1/embeddings") { request, _ in
             let body = try await request.body.collect(upTo: 16 * 1024 * 1024)
@@ -128,6 +150,7 @@ public final class FakeUpstream: Sendable {
             return Self.errorResponse(code: code)
         }
         router.get("/v1/test/sse") { request, _ in self.sse(request) }
+        router.get("/v1/test/requests") { request, _ in try self.recordedRequests(request) }
         router.get("/v1/test/slow") { request, _ in
             let delay = request.uri.queryParameters.get("delay_ms", as: Int.self) ?? 1000
             try? await Task.sleep(for: .milliseconds(delay))
@@ -187,7 +210,8 @@ public final class FakeUpstream: Sendable {
     }
 
     private static func errorResponse(code: Int) -> Response {
-        let body = #"{"error":{"message":"fake upstream error \#(code)","type":"fake_error","param":null,"code":"fake_\#(code)"}}"#
+        let body =
+            #"{"error":{"message":"fake upstream error \#(code)","type":"fake_error","param":null,"code":"fake_\#(code)"}}"#
         return Response(
             status: HTTPResponse.Status(code: code),
             headers: [
@@ -225,49 +249,148 @@ public final class FakeUpstream: Sendable {
         )
     }
 
-    private func chatCompletion(body: ByteBuffer, gated: Bool, delayMs: Int) throws -> Response {
+    /// Whether this is the first request with `body` (which a `X-Fake-Fail-Once` request then fails).
+    private func failsFirstAttempt(of body: ByteBuffer) -> Bool {
+        let key = Array(body.readableBytesView)
+        return self.state.withLock { state in state.failedOnce.insert(key).inserted }
+    }
+
+    private func recordedRequests(_ request: Request) throws -> Response {
+        let prefix = request.uri.queryParameters.get("target") ?? ""
+        let last = request.uri.queryParameters.get("last", as: Int.self) ?? 0
+        let matching = self.requests.filter { $0.target.hasPrefix(prefix) && !$0.target.hasPrefix("/v1/test/requests") }
+        let shown = matching.suffix(max(0, last)).map { recorded -> [String: Any] in
+            [
+                "method": recorded.method,
+                "target": recorded.target,
+                "headers": recorded.headers.map { ["name": $0.name, "value": $0.value] },
+                "body_base64": Data(recorded.body).base64EncodedString(),
+            ]
+        }
+        let object: [String: Any] = ["count": matching.count, "requests": Array(shown)]
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data))
+        )
+    }
+
+    private func chatCompletion(body: ByteBuffer, script: ChatScript) throws -> Response {
         let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
         let messages = object["messages"] as? [[String: Any]] ?? []
         let model = object["model"] as? String ?? "fake-model"
         let lastUser = messages.last { ($0["role"] as? String) == "user" }
-        let userText: String
-        if let text = lastUser?["content"] as? String {
-            userText = text
-        } else if let parts = lastUser?["content"] as? [[String: Any]] {
-            userText = parts.compactMap { $0["text"] as? String }.joined(separator: "\n")
-        } else {
-            userText = ""
+        let userText = Self.text(of: lastUser)
+        let last = messages.last
+        var reply = "echo: \(userText)"
+        var toolCall: (name: String, arguments: String)?
+        if let tools = object["tools"] as? [[String: Any]], let tool = tools.first, last?["role"] as? String == "user" {
+            let name = (tool["function"] as? [String: Any])?["name"] as? String ?? "tool"
+            let arguments =
+                (try? JSONSerialization.data(withJSONObject: ["query": userText], options: [.sortedKeys]))
+                .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            toolCall = (name, arguments)
+            reply = ""
+        } else if last?["role"] as? String == "tool" {
+            reply = "tool result: \(Self.text(of: last))"
         }
-        let reply = "echo: \(userText)"
+        if let size = script.replyBytes {
+            reply = Self.filler(bytes: size)
+        }
         let stream = object["stream"] as? Bool ?? false
         let includeUsage = (object["stream_options"] as? [String: Any])?["include_usage"] as? Bool ?? false
-        let usage = #"{"prompt_tokens":\#(userText.count / 4 + 1),"completion_tokens":\#(reply.count / 4 + 1),"total_tokens":\#(userText.count / 4 + reply.count / 4 + 2)}"#
+        let usage =
+            #"{"prompt_tokens":\#(userText.count / 4 + 1),"completion_tokens":\#(reply.count / 4 + 1),"total_tokens":\#(userText.count / 4 + reply.count / 4 + 2)}"#
         let id = "chatcmpl-fake"
+        let finishReason = toolCall == nil ? "stop" : "tool_calls"
         guard stream else {
-            let body = #"{"id":"\#(id)","object":"chat.completion","created":1700000000,"model":"\#(Self.escape(model))","choices":[{"index":0,"message":{"role":"assistant","content":"\#(Self.escape(reply))","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":\#(usage)}"#
-            return Self.json(body)
+            let message: String
+            if let toolCall {
+                message =
+                    #"{"role":"assistant","content":null,"refusal":null,"tool_calls":[{"id":"call_fake_0","type":"function","function":{"name":"\#(Self.escape(toolCall.name))","arguments":"\#(Self.escape(toolCall.arguments))"}}]}"#
+            } else {
+                message = #"{"role":"assistant","content":"\#(Self.escape(reply))","refusal":null}"#
+            }
+            let body =
+                #"{"id":"\#(id)","object":"chat.completion","created":1700000000,"model":"\#(Self.escape(model))","choices":[{"index":0,"message":\#(message),"logprobs":null,"finish_reason":"\#(finishReason)"}],"usage":\#(usage)}"#
+            guard let byteDelay = script.byteDelayMs else { return Self.json(body) }
+            return self.trickle([body], byteDelayMs: byteDelay, contentType: "application/json")
         }
         var events: [String] = []
-        let prefix = #"{"id":"\#(id)","object":"chat.completion.chunk","created":1700000000,"model":"\#(Self.escape(model))","choices":"#
-        events.append(prefix + #"[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#)
-        for piece in Self.pieces(of: reply) {
-            events.append(prefix + #"[{"index":0,"delta":{"content":"\#(Self.escape(piece))"},"finish_reason":null}]}"#)
+        let prefix =
+            #"{"id":"\#(id)","object":"chat.completion.chunk","created":1700000000,"model":"\#(Self.escape(model))","choices":"#
+        if let toolCall {
+            events.append(
+                prefix
+                    + #"[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_fake_0","type":"function","function":{"name":"\#(Self.escape(toolCall.name))","arguments":""}}]},"finish_reason":null}]}"#
+            )
+            for piece in Self.fragments(of: toolCall.arguments, size: 7) {
+                events.append(
+                    prefix
+                        + #"[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\#(Self.escape(piece))"}}]},"finish_reason":null}]}"#
+                )
+            }
+        } else {
+            events.append(prefix + #"[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#)
+            let pieces = script.replyBytes == nil ? Self.pieces(of: reply) : Self.fragments(of: reply, size: 4096)
+            for piece in pieces {
+                events.append(
+                    prefix + #"[{"index":0,"delta":{"content":"\#(Self.escape(piece))"},"finish_reason":null}]}"#)
+            }
         }
-        events.append(prefix + #"[{"index":0,"delta":{},"finish_reason":"stop"}]}"#)
+        events.append(prefix + #"[{"index":0,"delta":{},"finish_reason":"\#(finishReason)"}]}"#)
         if includeUsage {
             events.append(prefix + #"[],"usage":\#(usage)}"#)
         }
         events.append("[DONE]")
-        let finalEvents = events
+        let frames = events.map { "data: \($0)\n\n" }
+        if let byteDelay = script.byteDelayMs {
+            return self.trickle(frames, byteDelayMs: byteDelay, contentType: "text/event-stream")
+        }
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream"],
             body: ResponseBody { writer in
                 do {
-                    for (index, event) in finalEvents.enumerated() {
-                        if gated, index == 2 { await self.waitForGate() }
-                        if delayMs > 0, index > 0 { try await Task.sleep(for: .milliseconds(delayMs)) }
-                        try await writer.write(ByteBuffer(string: "data: \(event)\n\n"))
+                    var pending = ByteBuffer()
+                    for (index, frame) in frames.enumerated() {
+                        if let dropAfter = script.dropAfter, index == dropAfter {
+                            if pending.readableBytes > 0 { try await writer.write(pending) }
+                            throw FakeUpstreamError.droppedOnPurpose
+                        }
+                        if script.gated, index == 2 { await self.waitForGate() }
+                        if script.delayMs > 0, index > 0 { try await Task.sleep(for: .milliseconds(script.delayMs)) }
+                        pending.writeString(frame)
+                        // Unpaced streams are written in batches (a huge reply has thousands of events).
+                        if script.delayMs > 0 || script.gated || pending.readableBytes >= 64 * 1024 {
+                            try await writer.write(pending)
+                            pending.clear()
+                        }
+                    }
+                    if pending.readableBytes > 0 { try await writer.write(pending) }
+                    try await writer.finish(nil)
+                } catch FakeUpstreamError.droppedOnPurpose {
+                    throw FakeUpstreamError.droppedOnPurpose
+                } catch {
+                    self.recordAbort()
+                    throw error
+                }
+            }
+        )
+    }
+
+    /// A response whose body is written one byte at a time, `byteDelayMs` apart.
+    private func trickle(_ parts: [String], byteDelayMs: Int, contentType: String) -> Response {
+        let bytes = Array(parts.joined().utf8)
+        return Response(
+            status: .ok,
+            headers: [.contentType: contentType],
+            body: ResponseBody { writer in
+                do {
+                    for (index, byte) in bytes.enumerated() {
+                        if index > 0, byteDelayMs > 0 { try await Task.sleep(for: .milliseconds(byteDelayMs)) }
+                        try await writer.write(ByteBuffer(bytes: [byte]))
                     }
                     try await writer.finish(nil)
                 } catch {
@@ -276,6 +399,38 @@ public final class FakeUpstream: Sendable {
                 }
             }
         )
+    }
+
+    /// The text of a message: a string content, or its text parts joined with newlines.
+    private static func text(of message: [String: Any]?) -> String {
+        if let text = message?["content"] as? String { return text }
+        if let parts = message?["content"] as? [[String: Any]] {
+            return parts.compactMap { $0["text"] as? String }.joined(separator: "\n")
+        }
+        return ""
+    }
+
+    /// `bytes` bytes of ASCII filler text: numbered words, so that a lost or repeated piece shows.
+    public static func filler(bytes: Int) -> String {
+        var text = ""
+        text.reserveCapacity(bytes + 16)
+        var word = 0
+        while text.utf8.count < bytes {
+            text += "w\(word) "
+            word += 1
+        }
+        return String(decoding: text.utf8.prefix(bytes), as: UTF8.self)
+    }
+
+    /// `text` cut into pieces of at most `size` characters.
+    private static func fragments(of text: String, size: Int) -> [String] {
+        var pieces: [String] = []
+        var rest = Substring(text)
+        while !rest.isEmpty {
+            pieces.append(String(rest.prefix(size)))
+            rest = rest.dropFirst(size)
+        }
+        return pieces
     }
 
     private static func embeddings(body: ByteBuffer) throws -> Response {
@@ -319,7 +474,8 @@ public final class FakeUpstream: Sendable {
     }
 
     static func escape(_ text: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed])) ?? Data("[\"\"]".utf8)
+        let data =
+            (try? JSONSerialization.data(withJSONObject: [text], options: [.fragmentsAllowed])) ?? Data("[\"\"]".utf8)
         let encoded = String(decoding: data, as: UTF8.self)
         return String(encoded.dropFirst(2).dropLast(2))
     }
@@ -337,12 +493,38 @@ enum FakeUpstreamError: Error {
     case droppedOnPurpose
 }
 
+/// What the `X-Fake-*` headers of a chat completion ask the fake upstream to do.
+struct ChatScript {
+    var gated = false
+    var delayMs = 0
+    var status: Int?
+    var failOnce: Int?
+    var byteDelayMs: Int?
+    var replyBytes: Int?
+    var dropAfter: Int?
+
+    init(_ headers: HTTPFields) {
+        func int(_ name: String) -> Int? {
+            HTTPField.Name(name).flatMap { headers[$0] }.flatMap { Int($0) }
+        }
+        self.gated = HTTPField.Name("X-Fake-Gate").flatMap { headers[$0] } == "1"
+        self.delayMs = int("X-Fake-Delay-Ms") ?? 0
+        self.status = int("X-Fake-Status")
+        self.failOnce = int("X-Fake-Fail-Once")
+        self.byteDelayMs = int("X-Fake-Byte-Delay-Ms")
+        self.replyBytes = int("X-Fake-Reply-Bytes")
+        self.dropAfter = int("X-Fake-Drop-After")
+    }
+}
+
 /// Records each request's method, target, headers and body before it is handled.
 struct RecordingMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let upstream: FakeUpstream
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
         var request = request
         let body = try await request.collectBody(upTo: 64 * 1024 * 1024)
         var headers: [(name: String, value: String)] = []
@@ -353,7 +535,9 @@ struct RecordingMiddleware: RouterMiddleware {
             headers.append((name: field.name.rawName, value: field.value))
         }
         self.upstream.record(
-            .init(method: request.method.rawValue, target: request.head.path ?? "", headers: headers, body: Array(body.readableBytesView))
+            .init(
+                method: request.method.rawValue, target: request.head.path ?? "", headers: headers,
+                body: Array(body.readableBytesView))
         )
         return try await next(request, context)
     }

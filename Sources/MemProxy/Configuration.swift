@@ -23,6 +23,7 @@ import TOMLKit
 /// - `memory.max_injected_tokens` (int, 1000): token budget of the injected block (estimate: UTF-8 bytes / 4).
 /// - `memory.fail_open` (bool, true): when the store fails, forward without memory instead of answering 503.
 /// - `memory.store_exchanges` (bool, true): store each successful exchange as episodic memory.
+/// - `memory.recall_timeout_ms` (int, 250): a recall slower than this counts as a store failure (fail-open rules).
 /// - `admin.api_key` (string, unset): when set, every `/memory/v1` request needs `Authorization: Bearer <key>`;
 ///   when unset, `/memory/v1` answers loopback clients only. Secret: never logged.
 public struct ProxyConfiguration: Sendable {
@@ -51,6 +52,7 @@ public struct ProxyConfiguration: Sendable {
         public var topK = 8
         public var maxInjectedTokens = 1000
         public var failOpen = true
+        public var recallTimeoutMs = 250
         public var storeExchanges = true
     }
 
@@ -280,6 +282,11 @@ extension ProxyConfiguration {
         },
         Key(section: "memory", name: "fail_open") { config, raw throws(ConfigurationError) in
             config.memory.failOpen = try raw.bool("memory.fail_open")
+        },
+        Key(section: "memory", name: "recall_timeout_ms") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.recall_timeout_ms")
+            guard value > 0 else { throw ConfigurationError("memory.recall_timeout_ms must be greater than 0") }
+            config.memory.recallTimeoutMs = value
         },
         Key(section: "memory", name: "store_exchanges") { config, raw throws(ConfigurationError) in
             config.memory.storeExchanges = try raw.bool("memory.store_exchanges")

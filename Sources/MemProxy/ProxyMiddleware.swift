@@ -138,6 +138,9 @@ struct Forwarder: Sendable {
             return try await request.body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw OpenAIError.requestTooLarge(limit: limit)
+        } catch is NIOTooManyBytesError {
+            // A chunked body (no Content-Length) that grows past the limit.
+            throw OpenAIError.requestTooLarge(limit: limit)
         }
     }
 

@@ -4,7 +4,9 @@ public enum SessionIDValidator {
     static let maxLength = 200
 
     /// Whether `id` is an acceptable session id: 1 to 200 characters (grapheme clusters, as Swift counts them)
-    /// and no control characters (Unicode general category `Cc`, which includes NUL, tab, CR, LF and DEL).
+    /// and no control characters (Unicode general category `Cc`, which includes NUL, tab, CR, LF and DEL) and no
+    /// U+FFFD. Header bytes that are not UTF-8 reach us decoded as U+FFFD, so without that rule distinct ids
+    /// such as `a\xFE` and `a\xFF` would share one session's memories.
     /// - Parameter id: The candidate session id.
     /// - Returns: `true` if the id can be used.
     public static func isValid(_ id: String) -> Bool {
@@ -15,7 +17,7 @@ public enum SessionIDValidator {
             count += 1
             if count > maxLength { return false }
         }
-        return !id.unicodeScalars.contains { $0.properties.generalCategory == .control }
+        return !id.unicodeScalars.contains { $0.properties.generalCategory == .control || $0 == "\u{FFFD}" }
     }
 }
 

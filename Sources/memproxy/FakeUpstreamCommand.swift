@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import FakeUpstream
 import Logging
 import ServiceLifecycle
@@ -24,7 +25,8 @@ struct FakeUpstreamCommand: AsyncParsableCommand {
         var logger = Logger(label: "fake-upstream")
         logger.logLevel = .warning
         let app = FakeUpstream().makeApplication(host: host, port: port, logger: logger) { port in
-            print("fake upstream listening on http://\(host):\(port)")
+            // Written unbuffered so that scripts reading a pipe see it at once.
+            FileHandle.standardOutput.write(Data("fake upstream listening on http://\(host):\(port)\n".utf8))
         }
         try await ServiceGroup(
             services: [app],

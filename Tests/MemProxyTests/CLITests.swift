@@ -196,7 +196,7 @@ struct CLITests {
             let follower = try cli.start([
                 "injections", "--session", "live", "--follow", "--json", "--max-records", "2",
             ])
-            try await eventually(10, "the follower to start following") {
+            try await eventually("the follower to start following") {
                 (try? String(contentsOf: follower.err, encoding: .utf8))?.contains("Following") == true
             }
             let (second, _) = try await proxy.chat("Does Kiwi the parrot talk?", session: "live")

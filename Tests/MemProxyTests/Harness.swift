@@ -75,6 +75,9 @@ func withProxy(
         configuration.server.listen = ListenAddress(host: "127.0.0.1", port: 0)
         configuration.upstream.url = "http://127.0.0.1:\(fakePort)"
         configuration.upstream.timeoutSeconds = 30
+        // The product default (250 ms) is for release builds; a loaded CI machine running debug tests in parallel
+        // must not turn slow recalls into fail-open. Tests of the deadline set their own.
+        configuration.memory.recallTimeoutMs = 30_000
         configuration.memory.database = FileManager.default.temporaryDirectory
             .appendingPathComponent("memproxy-test-\(UUID().uuidString).db").path
         configure(&configuration, fakePort)
