@@ -6,12 +6,19 @@ import Synchronization
 
 /// Timing facts that inner handlers report back to the access log (context is a value, so they share a box).
 final class RequestTiming: Sendable {
-    private let upstream = Mutex<Double?>(nil)
+    private let state = Mutex<(upstreamSeconds: Double?, streamed: Bool)>((nil, false))
 
-    var upstreamSeconds: Double? { self.upstream.withLock { $0 } }
+    var upstreamSeconds: Double? { self.state.withLock { $0.upstreamSeconds } }
+
+    /// Whether the response body is relayed after the handler returned (so the request ends later).
+    var isStreamed: Bool { self.state.withLock { $0.streamed } }
 
     func recordUpstream(seconds: Double) {
-        self.upstream.withLock { $0 = seconds }
+        self.state.withLock { $0.upstreamSeconds = seconds }
+    }
+
+    func markStreamed() {
+        self.state.withLock { $0.streamed = true }
     }
 }
 
@@ -49,6 +56,7 @@ struct AccessLogMiddleware: RouterMiddleware {
             let seconds = Self.seconds(since: start)
             metrics.inFlight.decrement()
             metrics.recordRequest(route: route, method: method, status: status, seconds: seconds)
+            guard logger.logLevel <= .info else { return }
             var metadata: Logger.Metadata = [
                 "http.method": .string(method),
                 "http.path": .string(path),
@@ -62,6 +70,12 @@ struct AccessLogMiddleware: RouterMiddleware {
                 metadata["http.body_error"] = .string(failure)
             }
             logger.info("request", metadata: metadata)
+        }
+        guard timing.isStreamed else {
+            // The body is already in memory: the request is done. Leaving the body untouched lets Hummingbird
+            // write head and body together.
+            finished(nil)
+            return response
         }
         let body = response.body
         response.body = ResponseBody(contentLength: body.contentLength) { writer in
@@ -111,14 +125,16 @@ struct AccessLogMiddleware: RouterMiddleware {
     /// Bounded label set for metrics: never the raw path (ids in paths would explode cardinality).
     static func route(for path: String) -> String {
         if path == "/healthz" || path == "/metrics" { return path }
+        if path.hasPrefix("/memory/v1/") { return "/memory/v1" }
         guard path.hasPrefix("/v1/") else { return "other" }
-        let known: Set<String> = [
-            "chat", "completions", "embeddings", "models", "responses", "messages", "moderations", "files",
-            "batches", "audio", "images", "assistants", "threads", "vector_stores", "fine_tuning", "uploads",
-        ]
         let first = path.dropFirst(4).split(separator: "/", maxSplits: 1).first.map(String.init) ?? ""
-        return known.contains(first) ? "/v1/\(first)" : "/v1/other"
+        return Self.knownResources.contains(first) ? "/v1/\(first)" : "/v1/other"
     }
+
+    private static let knownResources: Set<String> = [
+        "chat", "completions", "embeddings", "models", "responses", "messages", "moderations", "files",
+        "batches", "audio", "images", "assistants", "threads", "vector_stores", "fine_tuning", "uploads",
+    ]
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - start

@@ -1,39 +1,87 @@
 import CoreMetrics
 import Metrics
+import Synchronization
 
 /// The proxy's own metrics, created from one factory so tests can use a private registry.
 /// Names follow Prometheus conventions; `/metrics` renders them.
+///
+/// Handles are created once and cached: creating a metric is a registry lookup under the registry's lock,
+/// which is too much for every request.
 struct AppMetrics: Sendable {
     let factory: any MetricsFactory
     let inFlight: Meter
+    private let recall: Timer
+    private let injected: Counter
+    private let upstream: Timer
+    private let requestHandles: HandleCache
 
     init(factory: any MetricsFactory) {
         self.factory = factory
         self.inFlight = Meter(label: "http_server_requests_in_flight", factory: factory)
+        self.recall = Timer(label: "memory_recall_duration_seconds", dimensions: [], factory: factory)
+        self.injected = Counter(label: "memory_injected_total", dimensions: [], factory: factory)
+        self.upstream = Timer(label: "upstream_request_duration_seconds", dimensions: [], factory: factory)
+        self.requestHandles = HandleCache(factory: factory)
     }
 
     /// Counts one finished request and records its duration (labels: route, method, status).
     func recordRequest(route: String, method: String, status: Int, seconds: Double) {
-        let dimensions = [("route", route), ("method", method), ("status", String(status))]
-        Counter(label: "http_server_requests_total", dimensions: dimensions, factory: self.factory).increment()
-        Timer(label: "http_server_request_duration_seconds", dimensions: [("route", route)], factory: self.factory)
-            .recordSeconds(seconds)
+        let (counter, timer) = self.requestHandles.handles(route: route, method: method, status: status)
+        counter.increment()
+        timer.recordSeconds(seconds)
     }
 
     /// Records one recall's duration.
     func recordRecall(milliseconds: Double) {
-        Timer(label: "memory_recall_duration_seconds", dimensions: [], factory: self.factory)
-            .recordNanoseconds(Int64(milliseconds * 1_000_000))
+        self.recall.recordNanoseconds(Int64(milliseconds * 1_000_000))
     }
 
     /// Counts memories injected into requests.
     func recordInjected(count: Int) {
-        Counter(label: "memory_injected_total", dimensions: [], factory: self.factory).increment(by: count)
+        self.injected.increment(by: count)
     }
 
     /// Records how long the upstream took, from sending the request to the end of its body.
     func recordUpstream(seconds: Double, status: Int) {
-        Timer(label: "upstream_request_duration_seconds", dimensions: [], factory: self.factory)
-            .recordSeconds(seconds)
+        self.upstream.recordSeconds(seconds)
+    }
+}
+
+/// Request counters by (route, method, status) and duration timers by route, created on first use.
+private final class HandleCache: Sendable {
+    private struct Key: Hashable {
+        var route: String
+        var method: String
+        var status: Int
+    }
+
+    private let factory: any MetricsFactory
+    private let handles = Mutex<(counters: [Key: Counter], timers: [String: Timer])>(([:], [:]))
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
+
+    func handles(route: String, method: String, status: Int) -> (Counter, Timer) {
+        let key = Key(route: route, method: method, status: status)
+        return self.handles.withLock { cache in
+            let counter =
+                cache.counters[key]
+                ?? {
+                    let dimensions = [("route", route), ("method", method), ("status", String(status))]
+                    let made = Counter(label: "http_server_requests_total", dimensions: dimensions, factory: factory)
+                    cache.counters[key] = made
+                    return made
+                }()
+            let timer =
+                cache.timers[route]
+                ?? {
+                    let made = Timer(
+                        label: "http_server_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+                    cache.timers[route] = made
+                    return made
+                }()
+            return (counter, timer)
+        }
     }
 }

@@ -18,12 +18,15 @@ struct ChatMemory: Sendable {
     let metrics: AppMetrics
     /// Builds the injected block; shared with the memory API's recall endpoint.
     let contextBuilder: MemoryContextBuilder
+    /// Headers memproxy consumes itself and never forwards (lowercased session header names).
+    let consumedHeaders: Set<String>
 
     init(store: any MemoryStore, configuration: ProxyConfiguration.Memory, metrics: AppMetrics) {
         self.store = store
         self.configuration = configuration
         self.metrics = metrics
         self.contextBuilder = MemoryContextBuilder(store: store, maxInjectedTokens: configuration.maxInjectedTokens)
+        self.consumedHeaders = Set(configuration.sessionHeaders.map { $0.lowercased() })
     }
 
     static let modeHeader = "X-Memory-Mode"
@@ -75,11 +78,6 @@ struct ChatMemory: Sendable {
             )
         }
         return Scope(session: session, mode: mode)
-    }
-
-    /// Headers memproxy consumes itself and never forwards (lowercased).
-    var consumedHeaders: Set<String> {
-        Set(self.configuration.sessionHeaders.map { $0.lowercased() })
     }
 
     /// The outcome of recall + injection for one request.

@@ -54,7 +54,7 @@ extension OpenAIError {
     static func notFound(_ path: String) -> OpenAIError {
         OpenAIError(
             status: .notFound,
-            message: "memproxy does not serve \(path). Proxied API paths start with /v1/; memproxy's own endpoints are /healthz and /metrics.",
+            message: "memproxy does not serve \(path). Proxied API paths start with /v1/; memproxy's own endpoints are /healthz, /metrics and the memory API under /memory/v1/.",
             code: "not_found",
             shouldRetry: false
         )

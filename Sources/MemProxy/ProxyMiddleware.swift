@@ -32,6 +32,11 @@ let hopByHopHeaders: Set<String> = [
 ]
 
 struct Forwarder: Sendable {
+    /// Request headers that never go upstream as the client sent them.
+    static let neverForwarded = hopByHopHeaders.union(["host", "content-length", "expect"])
+    /// Non-streamed responses up to this size are read whole and sent in one write.
+    static let maxBufferedResponse = 1024 * 1024
+
     let upstream: any Upstream
     let configuration: ProxyConfiguration
     let metrics: AppMetrics
@@ -147,7 +152,7 @@ struct Forwarder: Sendable {
     /// The client's headers minus hop-by-hop ones, `Host`, `Content-Length` and `Expect`; the configured API key
     /// replaces the client's `Authorization`.
     func upstreamHeaders(for request: Request, dropping extra: Set<String> = []) -> [(name: String, value: String)] {
-        var dropped = hopByHopHeaders.union(["host", "content-length", "expect"]).union(extra)
+        var dropped = extra.isEmpty ? Self.neverForwarded : Self.neverForwarded.union(extra)
         // Headers named in `Connection` are hop-by-hop too.
         for value in request.headers[values: .connection] {
             for token in value.split(separator: ",") {
@@ -224,6 +229,28 @@ struct Forwarder: Sendable {
         let timing = context.timing
         let metrics = self.metrics
         let logger = context.logger
+        if !streamed, let contentLength, contentLength <= Self.maxBufferedResponse {
+            // A small, complete answer: read it whole and answer with head and body in one write, as
+            // nginx does, instead of relaying chunk by chunk.
+            var collected = ByteBuffer()
+            collected.reserveCapacity(contentLength)
+            do {
+                for try await chunk in upstreamResponse.body {
+                    observer?.responseChunk(chunk)
+                    collected.writeImmutableBuffer(chunk)
+                }
+            } catch let error as UpstreamError {
+                observer?.responseEnded(.upstreamFailed)
+                logger.warning("upstream failed mid-response", metadata: ["upstream.error": .string(error.description)])
+                throw error.isTimeout ? OpenAIError.upstreamTimeout(error.message) : .upstreamDisconnected(error.message)
+            }
+            let seconds = AccessLogMiddleware.seconds(since: start)
+            timing.recordUpstream(seconds: seconds)
+            metrics.recordUpstream(seconds: seconds, status: status)
+            observer?.responseEnded(.completed)
+            return Response(status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: collected))
+        }
+        timing.markStreamed()
         let body = ResponseBody(contentLength: contentLength) { writer in
             var outcome = RelayOutcome.completed
             defer {

@@ -164,27 +164,42 @@ final class CurlTransfer: @unchecked Sendable {
 
     /// Header callback: one header line at a time, status lines included.
     func receivedHeaderLine(_ bytes: UnsafeRawBufferPointer) {
-        // Strip the line end as bytes: "\r\n" is a single Character in Swift.
-        var count = bytes.count
-        while count > 0, bytes[count - 1] == 0x0A || bytes[count - 1] == 0x0D { count -= 1 }
-        let line = Substring(decoding: UnsafeRawBufferPointer(rebasing: bytes[0..<count]), as: UTF8.self)
-        if line.isEmpty {
+        // Work on bytes: this runs for every header line of every response on the curl thread.
+        var end = bytes.count
+        while end > 0, bytes[end - 1] == 0x0A || bytes[end - 1] == 0x0D { end -= 1 }
+        if end == 0 {
             // End of a header block. 1xx blocks are interim: wait for the final one.
             if self.pendingStatus >= 200 {
                 self.deliverHead()
             }
             return
         }
-        if line.hasPrefix("HTTP/") {
-            let parts = line.split(separator: " ", maxSplits: 2)
-            self.pendingStatus = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
-            self.pendingHeaders.removeAll()
+        if end > 5, bytes[0] == 0x48, bytes[1] == 0x54, bytes[2] == 0x54, bytes[3] == 0x50, bytes[4] == 0x2F {
+            // "HTTP/x.y CODE reason": the code is the first run of digits after the first space.
+            var index = 5
+            while index < end, bytes[index] != 0x20 { index += 1 }
+            while index < end, bytes[index] == 0x20 { index += 1 }
+            var status = 0
+            while index < end, bytes[index] >= 0x30, bytes[index] <= 0x39, status < 1000 {
+                status = status * 10 + Int(bytes[index] - 0x30)
+                index += 1
+            }
+            self.pendingStatus = status
+            self.pendingHeaders.removeAll(keepingCapacity: true)
             return
         }
-        guard let colon = line.firstIndex(of: ":") else { return }
-        let name = line[..<colon].trimmingSpaces()
-        let value = line[line.index(after: colon)...].trimmingSpaces()
-        self.pendingHeaders.append((name: String(name), value: String(value)))
+        guard let colon = bytes[0..<end].firstIndex(of: 0x3A) else { return }
+        let name = Self.trimmed(bytes, from: 0, to: colon)
+        let value = Self.trimmed(bytes, from: colon + 1, to: end)
+        self.pendingHeaders.append((name: name, value: value))
+    }
+
+    private static func trimmed(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> String {
+        var start = start
+        var end = end
+        while start < end, bytes[start] == 0x20 || bytes[start] == 0x09 { start += 1 }
+        while end > start, bytes[end - 1] == 0x20 || bytes[end - 1] == 0x09 { end -= 1 }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
     }
 
     private func deliverHead() {
@@ -255,14 +270,5 @@ final class CurlTransfer: @unchecked Sendable {
                 }
             }
         }
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingSpaces() -> Substring {
-        var s = self
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
     }
 }
