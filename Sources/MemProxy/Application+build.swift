@@ -75,7 +75,9 @@ public func buildApplication(
     }
     return Application(
         router: router,
-        configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil),
+        // A deep accept queue: bursts of hundreds of new connections (e.g. 500 streams opened at once) must not
+        // overflow it and wait a second for a SYN retransmission.
+        configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: nil, backlog: 1024),
         services: services,
         onServerRunning: { channel in
             let port = channel.localAddress?.port ?? listen.port
