@@ -173,9 +173,9 @@ wait_http() { # url deadline_seconds pid
 
 # memproxy runs from an empty directory so no ./proxy.conf is picked up; everything comes from flags + env.
 mkdir -p "$RUN/cwd"
-start_memproxy() { # port upstream level logfile; sets STARTED_PID
-    local port=$1 upstream=$2 level=$3 logfile=$4
-    (cd "$RUN/cwd" && MEMPROXY_LOG_LEVEL="$level" exec "$MEMPROXY_BIN" serve \
+start_memproxy() { # port upstream level logfile [database]; sets STARTED_PID
+    local port=$1 upstream=$2 level=$3 logfile=$4 database=${5:-$RUN/cwd/memproxy.db}
+    (cd "$RUN/cwd" && MEMPROXY_LOG_LEVEL="$level" MEMPROXY_MEMORY_DATABASE="$database" exec "$MEMPROXY_BIN" serve \
         --listen "$HOST:$port" --upstream "$upstream") >"$logfile" 2>&1 &
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
@@ -224,8 +224,8 @@ proc_ticks() { # pid... -> summed utime+stime (fields 14, 15 of /proc/PID/stat; 
     echo "$total"
 }
 machine_ticks() { awk '/^cpu / {print $2+$3+$4+$5+$6+$7+$8+$9, $5+$6}' /proc/stat; } # total idle(+iowait)
-run_wrk() { # name port concurrency duration -> $RUN/wrk-name-c.txt and $RUN/cpu-name-c.txt
-    local name=$1 port=$2 c=$3 duration=$4 threads=1
+run_wrk() { # name port concurrency duration [lua] -> $RUN/wrk-name-c.txt and $RUN/cpu-name-c.txt
+    local name=$1 port=$2 c=$3 duration=$4 script=${5:-$HERE/post.lua} threads=1
     ((c >= 16)) && threads=2
     local workers n0 m0 t0 i0 n1 m1 t1 i1 w0 w1 stat
     workers=$(pgrep -P "$NGINX_PID" | tr '\n' ' ')
@@ -233,7 +233,7 @@ run_wrk() { # name port concurrency duration -> $RUN/wrk-name-c.txt and $RUN/cpu
     n0=$(proc_ticks $workers); m0=$(proc_ticks $CUR_MEMPROXY_PID); read -r t0 i0 < <(machine_ticks)
     # wrk's CPU: waited-for children's time accumulates in this shell's cutime+cstime (read without forking).
     read -ra stat </proc/$$/stat; w0=$((stat[15] + stat[16]))
-    timeout 60 wrk -t"$threads" -c"$c" -d"$duration" --timeout 5s --latency -s "$HERE/post.lua" \
+    timeout 60 wrk -t"$threads" -c"$c" -d"$duration" --timeout 5s --latency -s "$script" \
         "http://$HOST:$port/v1/chat/completions" >"$RUN/wrk-$name-$c.txt" 2>&1 \
         || die "wrk failed for $name c=$c: $(tail -3 "$RUN/wrk-$name-$c.txt")"
     read -ra stat </proc/$$/stat; w1=$((stat[15] + stat[16]))
@@ -267,6 +267,23 @@ run_wrk memproxy-info-warmup "$P_MEMPROXY_INFO" 16 2s
 run_wrk memproxy-info "$P_MEMPROXY_INFO" 64 "$DURATION"
 ACCESS_LINES=$(grep -c '"msg":"request"' "$RUN/memproxy-info.log" || true)
 stop_pid "$MEMPROXY_INFO_PID"
+
+# memproxy with memory on (issue 3): 64 sessions, a unique user message per request, so every request recalls
+# against a growing store, gets memories injected and is stored. Same port as the pass-through memproxy.
+rm -f "$RUN/memory.db" "$RUN/memory.db-wal" "$RUN/memory.db-shm"
+start_memproxy "$P_MEMPROXY" "http://$HOST:$P_STATIC" warning "$RUN/memproxy-memory.log" "$RUN/memory.db"
+MEMPROXY_MEMORY_PID=$STARTED_PID
+CUR_MEMPROXY_PID=$MEMPROXY_MEMORY_PID
+wait_http "http://$HOST:$P_MEMPROXY/healthz" 20 "$MEMPROXY_MEMORY_PID"
+run_wrk memproxy-memory-warmup "$P_MEMPROXY" 16 2s "$HERE/post-memory.lua"
+for c in "${CONCURRENCIES[@]}"; do
+    ((c >= 16)) || continue
+    log "wrk memproxy-memory c=$c $DURATION"
+    run_wrk memproxy-memory "$P_MEMPROXY" "$c" "$DURATION" "$HERE/post-memory.lua"
+done
+stop_pid "$MEMPROXY_MEMORY_PID"
+MEMORY_ROWS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from memories').fetchone()[0])" "$RUN/memory.db")
+INJECTIONS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from injections').fetchone()[0])" "$RUN/memory.db")
 
 # Optional profile of the pass-through path at c=64.
 if [[ "$PROFILE" == 1 ]]; then
@@ -379,6 +396,19 @@ print("|---:|---:|---:|---:|---:|---:|")
 for c in ($CONC_PY):
     m, n, d = rows["memproxy", c], rows["nginx-proxy", c], rows["direct", c]
     print(f"| {c} | {m[0] / n[0]:.2f} | {m[0] / d[0]:.2f} | {n[0] / d[0]:.2f} | {n[4] - d[4]:.0f} | {m[5]:.0f} |")
+print()
+print("Memory on: every request has a session (64 sessions) and a unique user message; recall + injection +")
+print("storing every exchange, against the same static upstream (memproxy pass-through rows above, same run).")
+print()
+print("| concurrency | req/s | p50 ms | p99 ms | errors | memproxy CPU µs/req | memory-on / pass-through | memory-on / direct |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+for c in ($CONC_PY):
+    if c < 16: continue
+    m = parse("memproxy-memory", c)
+    print(f"| {c} | {m[0]:,.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]} | {m[5]:.0f} | "
+          f"{m[0] / rows['memproxy', c][0]:.2f} | {m[0] / rows['direct', c][0]:.2f} |")
+print()
+print(f"After the memory-on runs the store held ${MEMORY_ROWS} memories and ${INJECTIONS} injection records.")
 info = parse("memproxy-info", 64)
 print()
 print(f"memproxy at log level info (one JSON access line per request, to a file), c=64: {info[0]:,.0f} req/s, "
