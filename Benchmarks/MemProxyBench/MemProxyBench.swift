@@ -3,8 +3,11 @@ import Foundation
 /// Recall benchmarks of the memory store; prints tables.
 ///
 /// ```
-/// MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR]
-/// MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--limit 20]
+/// MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR] [--db FILE]
+///                      [--configs baseline,default] [--try "near=0.4;depth=20"]
+/// MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs baseline,near,…,default]
+///                      [--try "near=0.4,far=0.3;temporal=2"]
+/// MemProxyBench write  [--exchanges 5000] [--existing 20000] [--reply-words 80]
 /// ```
 /// Run from the repository root (the default data path is relative to it).
 @main
@@ -23,6 +26,8 @@ struct MemProxyBench {
                 try await RecallBenchmark(options: options).run()
             case "locomo":
                 try await LoCoMoBenchmark(options: options).run()
+            case "write":
+                try await WriteBenchmark(options: options).run()
             default:
                 usage()
                 exit(2)
@@ -35,8 +40,12 @@ struct MemProxyBench {
 
     static func usage() {
         let text = """
-            usage: MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10]
-                   MemProxyBench locomo [--data ../shared/data/locomo-dev.json]
+            usage: MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR]
+                                        [--db FILE] [--configs baseline,default] [--try "KNOB=VALUE,…;…"]
+                   MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs NAME,…] [--try "KNOB=VALUE,…;…"]
+                   MemProxyBench write [--exchanges 5000] [--existing 20000] [--reply-words 80]
+            knobs for --try: near, far, date, temporal, feedback, feedback_terms, feedback_weight, budget, depth,
+                             baseline=1 (start from the baseline instead of the defaults)
 
             """
         FileHandle.standardError.write(Data(text.utf8))

@@ -9,18 +9,34 @@ struct RecallBenchmark {
     let limit: Int
     /// Keep the databases in this directory (for inspection) instead of a temporary one.
     let keepDirectory: String?
+    /// Measure an existing database (one written with `--keep`) instead of loading a new one.
+    let existingDatabase: String?
+    /// Which configurations to measure (`baseline`, `default`).
+    let configurationNames: [String]
+    /// Extra configurations (`--try "near=0.4;depth=10"`), as in the LoCoMo benchmark.
+    let tryVariants: [String]
 
     init(options: Options) throws {
         sizes = try options.ints("sizes", default: [10_000, 100_000])
         queries = try options.int("queries", default: 2000)
         limit = try options.int("limit", default: 10)
         keepDirectory = options.value("keep")
+        existingDatabase = options.value("db")
+        configurationNames = options.string("configs", default: "baseline,default").split(separator: ",").map(String.init)
+        tryVariants = options.value("try")?.split(separator: ";").map(String.init) ?? []
     }
 
     func run() async throws {
         var logger = Logger(label: "memproxy.bench")
         logger.logLevel = .warning
-        var results: [(total: Int, inSession: Int, p50: Double, p99: Double, max: Double, mean: Double, cpu50: Double, cpu99: Double)] = []
+        // Both configurations are measured in the same run, on the same database, query by query in
+        // alternating order, so that load from other processes weighs on both alike.
+        var configurations: [(name: String, settings: RecallSettings)] = [("baseline", .baseline), ("default", RecallSettings())]
+            .filter { configurationNames.contains($0.name) }
+        for variant in tryVariants {
+            configurations.append((variant, try LoCoMoBenchmark.settings(variant, base: RecallSettings())))
+        }
+        var results: [(total: Int, inSession: Int, configuration: String, stats: Stats)] = []
         for size in sizes {
             let directory = try keepDirectory.map { path in
                 let url = URL(fileURLWithPath: path).appendingPathComponent("recall-\(size)")
@@ -28,51 +44,75 @@ struct RecallBenchmark {
                 return url
             } ?? temporaryDirectory()
             defer { if keepDirectory == nil { try? FileManager.default.removeItem(at: directory) } }
-            let store = try SQLiteMemoryStore(
-                configuration: .init(path: directory.appendingPathComponent("bench.sqlite").path),
-                logger: logger
-            )
+            let path = existingDatabase ?? directory.appendingPathComponent("bench.sqlite").path
             let inSession = min(size, 100_000)
             let generator = SyntheticText(seed: 42)
-            try load(store, total: size, inSession: inSession, text: generator)
+            if existingDatabase == nil {
+                try load(try SQLiteMemoryStore(configuration: .init(path: path), logger: logger), total: size, inSession: inSession, text: generator)
+            }
+            let stores = try configurations.map { configuration in
+                var storeConfiguration = SQLiteMemoryStore.Configuration(path: path)
+                storeConfiguration.recall = configuration.settings
+                return try SQLiteMemoryStore(configuration: storeConfiguration, logger: logger)
+            }
 
             var random = SplitMix64(seed: 7)
             let queryTexts = (0..<(queries + 100)).map { _ in
                 generator.sentence(words: 5 + Int(random.next() % 11), random: &random)
             }
             for text in queryTexts.prefix(100) {  // warm-up
-                _ = try await store.recall(session: "bench-main", query: text, limit: limit)
+                for store in stores { _ = try await store.recall(session: "bench-main", query: text, limit: limit) }
             }
-            var samples: [Double] = []
-            samples.reserveCapacity(queries)
-            var cpuSamples: [Double] = []
-            var returned = 0
-            for text in queryTexts.dropFirst(100) {
-                let cpuStart = processCPUMilliseconds()
-                let start = ContinuousClock.now
-                let found = try await store.recall(session: "bench-main", query: text, limit: limit)
-                samples.append(milliseconds(ContinuousClock.now - start))
-                cpuSamples.append(processCPUMilliseconds() - cpuStart)
-                returned += found.count
+            var samples = Array(repeating: [Double](), count: stores.count)
+            var cpuSamples = Array(repeating: [Double](), count: stores.count)
+            var returned = Array(repeating: 0, count: stores.count)
+            for (number, text) in queryTexts.dropFirst(100).enumerated() {
+                let order = number % 2 == 0 ? Array(stores.indices) : stores.indices.reversed()
+                for index in order {
+                    let cpuStart = processCPUMilliseconds()
+                    let start = ContinuousClock.now
+                    let found = try await stores[index].recall(session: "bench-main", query: text, limit: limit)
+                    samples[index].append(milliseconds(ContinuousClock.now - start))
+                    cpuSamples[index].append(processCPUMilliseconds() - cpuStart)
+                    returned[index] += found.count
+                }
             }
-            samples.sort()
-            cpuSamples.sort()
-            let mean = samples.reduce(0, +) / Double(samples.count)
-            results.append((size, inSession, percentile(samples, 0.5), percentile(samples, 0.99), samples.last ?? .nan, mean,
-                            percentile(cpuSamples, 0.5), percentile(cpuSamples, 0.99)))
-            print("  \(size): \(queries) queries, mean \(format(Double(returned) / Double(queries), 1)) results each")
+            for index in stores.indices {
+                let wall = samples[index].sorted()
+                let cpu = cpuSamples[index].sorted()
+                let stats = Stats(
+                    p50: percentile(wall, 0.5), p99: percentile(wall, 0.99), max: wall.last ?? .nan,
+                    mean: wall.reduce(0, +) / Double(max(wall.count, 1)),
+                    cpu50: percentile(cpu, 0.5), cpu99: percentile(cpu, 0.99)
+                )
+                results.append((size, inSession, configurations[index].name, stats))
+                print(
+                    "  \(size) \(configurations[index].name): \(queries) queries, mean "
+                        + "\(format(Double(returned[index]) / Double(queries), 1)) results each"
+                )
+            }
         }
         print("")
         print("recall latency (\(queries) queries of 5–15 words, limit \(limit), one query at a time)")
         print("(wall clock; CPU = process CPU time per query, which other load on the machine does not inflate)")
-        print("| memories | rows in session | p50 ms | p99 ms | max ms | mean ms | CPU p50 ms | CPU p99 ms |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("| memories | rows in session | configuration | p50 ms | p99 ms | max ms | mean ms | CPU p50 ms | CPU p99 ms |")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
         for row in results {
+            let stats = row.stats
             print(
-                "| \(row.total) | \(row.inSession) | \(format(row.p50)) | \(format(row.p99)) | \(format(row.max)) "
-                    + "| \(format(row.mean)) | \(format(row.cpu50)) | \(format(row.cpu99)) |"
+                "| \(row.total) | \(row.inSession) | \(row.configuration) | \(format(stats.p50)) | \(format(stats.p99)) "
+                    + "| \(format(stats.max)) | \(format(stats.mean)) | \(format(stats.cpu50)) | \(format(stats.cpu99)) |"
             )
         }
+    }
+
+    struct Stats {
+        var p50: Double
+        var p99: Double
+        var max: Double
+        var mean: Double
+        var cpu50: Double
+        var cpu99: Double
     }
 
     /// Loads `total` memories: `inSession` in the measured session, the rest spread over sessions of 1,000,
@@ -118,6 +158,8 @@ struct RecallBenchmark {
             FileHandle.standardError.write(Data(progress.utf8))
         }
         FileHandle.standardError.write(Data("\n".utf8))
+        let seconds = milliseconds(ContinuousClock.now - start) / 1000
+        print("  loaded \(total) memories in \(format(seconds, 1)) s (\(format(Double(total) / seconds, 0)) inserts/s, neighbour index included)")
     }
 }
 

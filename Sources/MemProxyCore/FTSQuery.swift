@@ -48,6 +48,19 @@ public enum FTSQueryBuilder {
         return phrases.isEmpty ? nil : phrases.joined(separator: " OR ")
     }
 
+    /// ``matchExpression(terms:)`` restricted to the named columns, e.g. `{content near}: ("dog" OR "rex")`.
+    ///
+    /// - Parameters:
+    ///   - terms: Terms, normally from ``terms(from:)``.
+    ///   - columns: Column names of the FTS5 table. They are the caller's identifiers, never user text; an
+    ///     empty list means every column.
+    /// - Returns: The expression, or `nil` when there is no non-empty term.
+    public static func matchExpression(terms: [String], columns: [String]) -> String? {
+        guard let expression = matchExpression(terms: terms) else { return nil }
+        guard !columns.isEmpty else { return expression }
+        return "{" + columns.joined(separator: " ") + "}: (" + expression + ")"
+    }
+
     /// `term` as an FTS5 string: wrapped in double quotes, any double quote inside doubled.
     ///
     /// - Parameter term: Any text.

@@ -1,94 +1,211 @@
+import Foundation
 import GRDB
 import MemProxyCore
 
-/// Knobs of lexical recall. Internal: tuned with `MemProxyBench`, not configured by operators.
-struct RecallTuning: Sendable {
-    /// The most rows bm25 scores per recall. bm25 costs ~1 µs per matching row, so this bounds recall time
-    /// however many rows match.
-    var candidateBudget = 500
-    /// A term in more than this share of the session's memories is dropped while rarer terms remain.
-    var commonTermFraction = 0.2
-    /// …but in small sessions a term is never "common" below this many rows.
-    var minCommonDF = 50
-    /// The most query terms whose frequency is probed (the first ones in the text).
-    var maxProbedTerms = 16
-    /// The most terms (the rarest ones) the final query ORs.
-    var maxQueryTerms = 8
-    /// Multipliers of the bm25 score per memory type (hook: semantic may get a small boost).
-    var episodicWeight = 1.0
-    var semanticWeight = 1.0
-    var proceduralWeight = 1.0
+/// What recall searches for: the query's terms and whether it asks about time.
+struct RecallQuery: Sendable {
+    var terms: [String]
+    var temporal: Bool
 
-    var hasTypeWeights: Bool { episodicWeight != 1 || semanticWeight != 1 || proceduralWeight != 1 }
+    init(text: String) {
+        terms = FTSQueryBuilder.terms(from: text)
+        temporal = TemporalCues.isTemporalQuestion(text)
+    }
 }
 
-/// Session-scoped BM25 recall over the FTS5 index, bounded in time.
+/// Session-scoped recall over the neighbourhood index, bounded in time.
 ///
+/// 0. Procedural memories of the session come first, newest first, whatever the query (they count toward
+///    the limit).
 /// 1. Scope: the session's memories occupy the rowid range `key << 32 …`; every FTS5 query here carries
 ///    `rowid BETWEEN lower AND upper`, which FTS5 applies while scanning its postings, so other sessions'
 ///    rows are never read. The joined rows are checked again with `memories.session_id = ?`.
-/// 2. Pruning: each term's document frequency in the session is counted, capped at the candidate budget
-///    (a plain scan, no ranking). Terms are taken rarest first while their summed frequency fits the
-///    budget (at least one term), skipping terms in more than `commonTermFraction` of the session.
+/// 2. Pruning: each term's document frequency in the session (rows of the ranked table, in the columns in
+///    use) is counted, capped at the candidate budget (a plain scan, no ranking). Terms are taken rarest
+///    first while their summed frequency fits the budget (at least one term), skipping common terms (see
+///    `commonTermFraction`).
 /// 3. Bound: if even that can match more rows than the budget, only the newest `candidateBudget` matching
 ///    rows are ranked (a higher rowid lower bound).
-/// 4. Rank: bm25 (× type weight) inside FTS5 with a small LIMIT, then join the few winners to `memories`.
+/// 4. Rank: bm25 with per-column weights (own text, neighbours, date) inside FTS5 with a small LIMIT, then
+///    join the few winners to `memories`.
+/// 5. Re-score the winners: type weight, temporal boost, optional pseudo-relevance feedback.
 enum Recall {
     static func run(
         _ db: Database,
         session: String,
-        terms: [String],
+        query: RecallQuery,
         limit: Int,
-        tuning: RecallTuning
+        settings: RecallSettings
     ) throws -> [RecalledMemory] {
-        guard limit > 0, !terms.isEmpty,
+        guard limit > 0,
             let sessionRow = try Row.fetchOne(
                 db.cachedStatement(sql: "SELECT key, memory_count FROM sessions WHERE session_id = ?"),
                 arguments: [session]
             )
         else { return [] }
-        let range = Schema.rowRange(sessionKey: sessionRow[0])
+        let procedural = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT \(Writer.memoryColumns) FROM memories m
+                    WHERE m.session_id = ? AND m.type = 'procedural'
+                    ORDER BY m.created_at DESC, m.seq DESC LIMIT ?
+                    """
+            ),
+            arguments: [session, limit]
+        ).map(Writer.memory(from:))
+        var ranked: [RecalledMemory] = []
+        let remaining = limit - procedural.count
         let sessionRows: Int = sessionRow[1]
-        guard sessionRows > 0 else { return [] }
-        let budget = max(1, tuning.candidateBudget)
+        if remaining > 0, !query.terms.isEmpty, sessionRows > 0 {
+            let ranker = Ranker(
+                db: db,
+                session: session,
+                range: Schema.rowRange(sessionKey: sessionRow[0]),
+                sessionRows: sessionRows,
+                settings: settings
+            )
+            ranked = try ranker.rank(query, limit: remaining)
+        }
+        // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
+        // never increase down the list.
+        let lead = max(1, ranked.first?.score ?? 1)
+        return procedural.map { RecalledMemory(memory: $0, score: lead) } + ranked
+    }
+}
 
+/// Ranks one session's non-procedural memories for one query.
+///
+/// With neighbour and date weights at 0 it ranks v1's `memories_fts` (each memory's own text) exactly as v1
+/// did; otherwise `memories_context_fts`, restricted to the columns whose weight is above 0.
+struct Ranker {
+    let db: Database
+    let session: String
+    let range: (lower: Int64, upper: Int64)
+    let sessionRows: Int
+    let settings: RecallSettings
+    /// The FTS5 table ranked.
+    let table: String
+    /// Its columns in use, for a column filter (empty: all).
+    let columns: [String]
+    /// The bm25 call, with the column weights as placeholders.
+    let bm25: String
+    let weights: [Double]
+    let budget: Int
+    /// Rows of the ranked table a term may match before it counts as common.
+    let commonDF: Int
+
+    init(db: Database, session: String, range: (lower: Int64, upper: Int64), sessionRows: Int, settings: RecallSettings) {
+        self.db = db
+        self.session = session
+        self.range = range
+        self.sessionRows = sessionRows
+        self.settings = settings
+        let all: [(NeighbourIndex.Column, Double)] = [
+            (.content, 1), (.near, settings.nearWeight), (.far, settings.farWeight), (.date, settings.dateWeight),
+        ]
+        if all.dropFirst().allSatisfy({ $0.1 == 0 }) {
+            table = "memories_fts"
+            columns = []
+            bm25 = "bm25(memories_fts)"
+            weights = []
+        } else {
+            table = NeighbourIndex.table
+            // No column filter when every column is in use (the filter would change nothing).
+            columns = all.allSatisfy { $0.1 > 0 } ? [] : all.filter { $0.1 > 0 }.map(\.0.rawValue)
+            bm25 = "bm25(\(table), ?, ?, ?, ?)"
+            weights = all.map(\.1)
+        }
+        budget = max(1, settings.candidateBudget)
+        // Each neighbour slot in use repeats a memory's text in another row of the ranked table, so a term in a
+        // given share of the memories' own text matches up to (1 + slots) times as many rows.
+        let slots = (settings.nearWeight > 0 ? 2 : 0) + (settings.farWeight > 0 ? 2 * (NeighbourIndex.farRadius - 1) : 0)
+        commonDF = (1 + slots) * max(settings.minCommonDF, Int(Double(sessionRows) * settings.commonTermFraction))
+    }
+
+    /// A candidate: its memory, rowid and scores.
+    struct Candidate {
+        var memory: Memory
+        var seq: Int64
+        var relevance: Double
+        var score: Double
+    }
+
+    func rank(_ query: RecallQuery, limit: Int) throws -> [RecalledMemory] {
+        let depth = limit + max(0, settings.rerankDepth)
+        guard let first = try search(terms: query.terms, depth: depth) else { return [] }
+        var candidates = first.candidates
+        if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
+            candidates = try addFeedback(to: candidates, queryTerms: first.terms, depth: depth)
+        }
+        for index in candidates.indices {
+            var score = candidates[index].relevance
+            if candidates[index].memory.type == .semantic { score *= settings.semanticWeight }
+            if query.temporal, settings.temporalBoost != 1,
+                TemporalCues.containsTimeExpression(candidates[index].memory.content)
+            {
+                score *= settings.temporalBoost
+            }
+            candidates[index].score = score
+        }
+        candidates.sort { a, b in
+            if a.score != b.score { return a.score > b.score }
+            if a.memory.createdAt != b.memory.createdAt { return a.memory.createdAt > b.memory.createdAt }
+            return a.seq > b.seq
+        }
+        return candidates.prefix(limit).map { RecalledMemory(memory: $0.memory, score: $0.score) }
+    }
+
+    // MARK: - Search
+
+    /// Prunes `terms`, bounds the candidate rows and ranks them; the `depth` best non-procedural memories with
+    /// their bm25 relevance (higher is better), and the terms kept. `nil` when no term occurs in the session.
+    func search(terms: [String], depth: Int) throws -> (candidates: [Candidate], terms: [String])? {
         // 2. Document frequency of each term in the session, capped.
-        let probe = try db.cachedStatement(
-            sql: """
-                SELECT count(*) FROM (
-                    SELECT 1 FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?
-                )
-                """
-        )
         var frequencies: [(term: String, df: Int)] = []
-        for term in terms.prefix(tuning.maxProbedTerms) {
-            let df =
-                try Int.fetchOne(
-                    probe,
-                    arguments: [FTSQueryBuilder.quoted(term), range.lower, range.upper, budget + 1]
-                ) ?? 0
+        for term in terms.prefix(settings.maxProbedTerms) {
+            let df = try documentFrequency(term)
             if df > 0 { frequencies.append((term, df)) }
         }
-        guard !frequencies.isEmpty else { return [] }
+        guard !frequencies.isEmpty else { return nil }
         frequencies.sort { $0.df < $1.df }
-        let commonDF = max(tuning.minCommonDF, Int(Double(sessionRows) * tuning.commonTermFraction))
         var kept: [String] = []
         var estimatedRows = 0
         for (term, df) in frequencies {
             if !kept.isEmpty && (estimatedRows + df > budget || df > commonDF) { break }
             kept.append(term)
             estimatedRows += df
-            if kept.count >= tuning.maxQueryTerms { break }
+            if kept.count >= settings.maxQueryTerms { break }
         }
-        guard let match = FTSQueryBuilder.matchExpression(terms: kept) else { return [] }
+        let candidates = try rankRows(terms: kept, estimatedRows: estimatedRows, depth: depth)
+        return candidates.map { ($0, kept) }
+    }
 
-        // 3. Bound the rows bm25 has to score.
+    /// Rows of the ranked table in the session that match `term` (in the columns in use), counted up to
+    /// `budget + 1`.
+    func documentFrequency(_ term: String) throws -> Int {
+        guard let match = FTSQueryBuilder.matchExpression(terms: [term], columns: columns) else { return 0 }
+        return try Int.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM \(table) WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?
+                    )
+                    """
+            ),
+            arguments: [match, range.lower, range.upper, budget + 1]
+        ) ?? 0
+    }
+
+    /// 3 + 4: bounds the rows bm25 scores, ranks them inside FTS5 and joins the `depth` best to `memories`;
+    /// `nil` when there is no term.
+    func rankRows(terms: [String], estimatedRows: Int, depth: Int) throws -> [Candidate]? {
+        guard let match = FTSQueryBuilder.matchExpression(terms: terms, columns: columns) else { return nil }
         var lower = range.lower
         if estimatedRows > budget {
             if let newest = try Int64.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ?
+                        SELECT rowid FROM \(table) WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ?
                         ORDER BY rowid DESC LIMIT 1 OFFSET ?
                         """
                 ),
@@ -97,57 +214,91 @@ enum Recall {
                 lower = newest
             }
         }
-
-        // 4. Rank inside FTS5, then join only the winners. Ties: newer first (rowid order within a session is
-        // insertion order; the outer ORDER BY settles it by created_at).
-        let rows: [Row]
-        if tuning.hasTypeWeights {
-            rows = try Row.fetchAll(
-                db.cachedStatement(sql: rankSQL(weighted: true)),
-                arguments: [
-                    tuning.semanticWeight, tuning.proceduralWeight, tuning.episodicWeight,
-                    match, lower, range.upper, limit + 16, session, limit,
-                ]
-            )
-        } else {
-            rows = try Row.fetchAll(
-                db.cachedStatement(sql: rankSQL(weighted: false)),
-                arguments: [match, lower, range.upper, limit + 16, session, limit]
-            )
-        }
+        // Ties: newer first (rowid order within a session is insertion order; the final sort settles it by
+        // created_at).
+        var arguments = StatementArguments(weights)
+        arguments += [match, lower, range.upper, depth, session]
+        let rows = try Row.fetchAll(
+            db.cachedStatement(
+                sql: """
+                    SELECT \(Writer.memoryColumns), f.seq, f.rank
+                    FROM (
+                        SELECT rowid AS seq, \(bm25) AS rank
+                        FROM \(table)
+                        WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ?
+                        ORDER BY rank, rowid DESC
+                        LIMIT ?
+                    ) AS f
+                    JOIN memories AS m ON m.seq = f.seq
+                    WHERE m.session_id = ? AND m.type <> 'procedural'
+                    """
+            ),
+            arguments: arguments
+        )
         return rows.map { row in
-            RecalledMemory(memory: Writer.memory(from: row), score: -(row[10] as Double))
+            let relevance = -(row[11] as Double)
+            return Candidate(memory: Writer.memory(from: row), seq: row[10], relevance: relevance, score: relevance)
         }
     }
 
-    /// The ranking query. Unweighted, bm25 runs on the FTS5 table alone: joining `memories` for every
-    /// candidate (to read its type) roughly doubled the cost, so that join happens only when type weights
-    /// are set.
-    private static func rankSQL(weighted: Bool) -> String {
-        let inner =
-            weighted
-            ? """
-            SELECT memories_fts.rowid AS seq,
-                   bm25(memories_fts)
-                     * (CASE t.type WHEN 'semantic' THEN ? WHEN 'procedural' THEN ? ELSE ? END) AS rank
-            FROM memories_fts JOIN memories AS t ON t.seq = memories_fts.rowid
-            """
-            : """
-            SELECT memories_fts.rowid AS seq, bm25(memories_fts) AS rank
-            FROM memories_fts
-            """
-        return """
-            SELECT \(Writer.memoryColumns), f.rank
-            FROM (
-                \(inner)
-                WHERE memories_fts MATCH ? AND memories_fts.rowid BETWEEN ? AND ?
-                ORDER BY rank, memories_fts.rowid DESC
-                LIMIT ?
-            ) AS f
-            JOIN memories AS m ON m.seq = f.seq
-            WHERE m.session_id = ?
-            ORDER BY f.rank, m.created_at DESC, m.seq DESC
-            LIMIT ?
-            """
+    // MARK: - Pseudo-relevance feedback
+
+    /// Expands the query with the most characteristic words of the best `feedbackDocuments` candidates and adds
+    /// `feedbackWeight` × the expansion query's relevance to every candidate's.
+    func addFeedback(to candidates: [Candidate], queryTerms: [String], depth: Int) throws -> [Candidate] {
+        let best = candidates.sorted { $0.relevance > $1.relevance }.prefix(settings.feedbackDocuments)
+        guard !best.isEmpty else { return candidates }
+        let known = Set(queryTerms)
+        var documentCount: [String: Int] = [:]
+        var order: [String] = []
+        for candidate in best {
+            // `terms(from:)` lists each term once, in order of appearance: the result is deterministic.
+            for term in FTSQueryBuilder.terms(from: candidate.memory.content) where term.count >= 3 && !known.contains(term) {
+                if documentCount[term] == nil { order.append(term) }
+                documentCount[term, default: 0] += 1
+            }
+        }
+        // Probe the terms found in most feedback documents first; weight each by that count × idf.
+        let probed = order.enumerated()
+            .sorted { a, b in
+                let (ca, cb) = (documentCount[a.element] ?? 0, documentCount[b.element] ?? 0)
+                return ca != cb ? ca > cb : a.offset < b.offset
+            }
+            .prefix(settings.feedbackTerms * 2)
+            .map(\.element)
+        var weighted: [(term: String, weight: Double, df: Int, rank: Int)] = []
+        for (rank, term) in probed.enumerated() {
+            let df = try documentFrequency(term)
+            guard df > 0, df <= commonDF else { continue }
+            let idf = log(1 + (Double(sessionRows) - Double(df) + 0.5) / (Double(df) + 0.5))
+            weighted.append((term, Double(documentCount[term] ?? 0) * idf, df, rank))
+        }
+        weighted.sort { $0.weight != $1.weight ? $0.weight > $1.weight : $0.rank < $1.rank }
+        var expansion: [String] = []
+        var estimatedRows = 0
+        for entry in weighted {
+            if !expansion.isEmpty && estimatedRows + entry.df > budget { break }
+            expansion.append(entry.term)
+            estimatedRows += entry.df
+            if expansion.count >= settings.feedbackTerms { break }
+        }
+        guard let expanded = try rankRows(terms: expansion, estimatedRows: estimatedRows, depth: depth) else {
+            return candidates
+        }
+        var merged = candidates
+        var position: [Int64: Int] = [:]
+        for (index, candidate) in merged.enumerated() { position[candidate.seq] = index }
+        for candidate in expanded {
+            let added = settings.feedbackWeight * candidate.relevance
+            if let index = position[candidate.seq] {
+                merged[index].relevance += added
+            } else {
+                var extra = candidate
+                extra.relevance = added
+                position[extra.seq] = merged.count
+                merged.append(extra)
+            }
+        }
+        return merged
     }
 }

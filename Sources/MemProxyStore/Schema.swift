@@ -87,6 +87,21 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v2") { db in
+            // Neighbourhood index (see `NeighbourIndex`): next to v1's index of each memory's own text, a second
+            // index that also holds each memory's neighbours' text and its date, re-indexed by triggers whenever
+            // a neighbour is added, edited, re-dated or deleted. v1's objects are left as they were.
+            try db.execute(sql: NeighbourIndex.createTable)
+            try db.execute(sql: NeighbourIndex.createContextView)
+            try db.execute(sql: NeighbourIndex.populate)
+            for trigger in NeighbourIndex.triggers {
+                try db.execute(sql: trigger)
+            }
+            // Procedural memories are returned first by every recall: find them without scanning the session.
+            try db.execute(
+                sql: "CREATE INDEX memories_procedural ON memories(session_id, created_at) WHERE type = 'procedural'"
+            )
+        }
         return migrator
     }
 

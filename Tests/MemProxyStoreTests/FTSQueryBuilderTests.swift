@@ -24,6 +24,15 @@ import Testing
         #expect(FTSQueryBuilder.quoted(#"a"b"#) == #""a""b""#)
     }
 
+    @Test func columnFilterWrapsTheExpression() {
+        #expect(
+            FTSQueryBuilder.matchExpression(terms: ["dog", "rex"], columns: ["content", "near"])
+                == #"{content near}: ("dog" OR "rex")"#
+        )
+        #expect(FTSQueryBuilder.matchExpression(terms: ["dog"], columns: []) == #""dog""#)
+        #expect(FTSQueryBuilder.matchExpression(terms: [], columns: ["content"]) == nil)
+    }
+
     @Test func capsTheNumberOfTerms() {
         let text = (0..<100).map { "word\($0)" }.joined(separator: " ")
         let terms = FTSQueryBuilder.terms(from: text)
