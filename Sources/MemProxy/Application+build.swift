@@ -99,8 +99,10 @@ func makeSQLiteStore(
     logger: Logger,
     metricsFactory: (any MetricsFactory)? = nil
 ) throws -> SQLiteMemoryStore {
-    try SQLiteMemoryStore(
-        configuration: .init(path: configuration.memory.database),
+    var storeConfiguration = SQLiteMemoryStore.Configuration(path: configuration.memory.database)
+    storeConfiguration.recall = configuration.recall
+    return try SQLiteMemoryStore(
+        configuration: storeConfiguration,
         logger: logger,
         metricsFactory: metricsFactory
     )

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+public import MemProxyStore
 import TOMLKit
 
 /// Everything memproxy can be configured with.
@@ -26,6 +27,9 @@ import TOMLKit
 /// - `memory.recall_timeout_ms` (int, 250): a recall slower than this counts as a store failure (fail-open rules).
 /// - `admin.api_key` (string, unset): when set, every `/memory/v1` request needs `Authorization: Bearer <key>`;
 ///   when unset, `/memory/v1` answers loopback clients only. Secret: never logged.
+/// - `recall.*`: how recall ranks memories (see `RecallSettings`; README "Retrieval quality"): `near_weight` (0.5),
+///   `far_weight` (0.4), `date_weight` (1.0), `temporal_boost` (1.5), `feedback_documents` (0), `feedback_terms`
+///   (10), `feedback_weight` (0.2), `semantic_weight` (1.25), `rerank_depth` (10), `candidate_budget` (400).
 public struct ProxyConfiguration: Sendable {
     public struct Server: Sendable {
         public var listen = ListenAddress(host: "127.0.0.1", port: 8080)
@@ -65,6 +69,7 @@ public struct ProxyConfiguration: Sendable {
     public var upstream = UpstreamSettings()
     public var log = Log()
     public var memory = Memory()
+    public var recall = RecallSettings()
     public var admin = Admin()
 
     public init() {}
@@ -288,6 +293,36 @@ extension ProxyConfiguration {
             guard value > 0 else { throw ConfigurationError("memory.recall_timeout_ms must be greater than 0") }
             config.memory.recallTimeoutMs = value
         },
+        Key(section: "recall", name: "near_weight") { config, raw throws(ConfigurationError) in
+            config.recall.nearWeight = try raw.double("recall.near_weight")
+        },
+        Key(section: "recall", name: "far_weight") { config, raw throws(ConfigurationError) in
+            config.recall.farWeight = try raw.double("recall.far_weight")
+        },
+        Key(section: "recall", name: "date_weight") { config, raw throws(ConfigurationError) in
+            config.recall.dateWeight = try raw.double("recall.date_weight")
+        },
+        Key(section: "recall", name: "temporal_boost") { config, raw throws(ConfigurationError) in
+            config.recall.temporalBoost = try raw.double("recall.temporal_boost")
+        },
+        Key(section: "recall", name: "feedback_documents") { config, raw throws(ConfigurationError) in
+            config.recall.feedbackDocuments = try raw.int("recall.feedback_documents")
+        },
+        Key(section: "recall", name: "feedback_terms") { config, raw throws(ConfigurationError) in
+            config.recall.feedbackTerms = try raw.int("recall.feedback_terms")
+        },
+        Key(section: "recall", name: "feedback_weight") { config, raw throws(ConfigurationError) in
+            config.recall.feedbackWeight = try raw.double("recall.feedback_weight")
+        },
+        Key(section: "recall", name: "semantic_weight") { config, raw throws(ConfigurationError) in
+            config.recall.semanticWeight = try raw.double("recall.semantic_weight")
+        },
+        Key(section: "recall", name: "rerank_depth") { config, raw throws(ConfigurationError) in
+            config.recall.rerankDepth = try raw.int("recall.rerank_depth")
+        },
+        Key(section: "recall", name: "candidate_budget") { config, raw throws(ConfigurationError) in
+            config.recall.candidateBudget = try raw.int("recall.candidate_budget")
+        },
         Key(section: "memory", name: "store_exchanges") { config, raw throws(ConfigurationError) in
             config.memory.storeExchanges = try raw.bool("memory.store_exchanges")
         },
@@ -325,6 +360,9 @@ extension ProxyConfiguration {
                 throw ConfigurationError("unknown configuration key \(path)")
             }
             try key.apply(&config, .string(value))
+        }
+        if let problem = config.recall.problems.first {
+            throw ConfigurationError("recall.\(problem)")
         }
         return config
     }

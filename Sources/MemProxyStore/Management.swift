@@ -106,7 +106,7 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
             if let content = changes.content {
                 // Only when the text changes, so the FTS trigger (AFTER UPDATE OF content) stays idle otherwise.
                 assignments += ["content = ?", "content_hash = ?"]
-                arguments += [content, StableHash.fnv1a64Hex(content.utf8)]
+                arguments += [content.storableText, StableHash.fnv1a64Hex(content.utf8)]
             }
             if let type = changes.type {
                 assignments.append("type = ?")
@@ -145,6 +145,9 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
     /// - Returns: How many memories were deleted.
     public func forget(session: String) async throws -> Int {
         try await dbPool.write { db in
+            // Dropping the session's neighbourhood index first spares the triggers re-indexing neighbours that
+            // are about to go too.
+            try NeighbourIndex.dropSessionIndex(session: session, in: db)
             try db.execute(sql: "DELETE FROM memories WHERE session_id = ?", arguments: [session])
             let deleted = db.changesCount
             try db.execute(sql: "DELETE FROM injections WHERE session_id = ?", arguments: [session])

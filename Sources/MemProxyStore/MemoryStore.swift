@@ -7,7 +7,8 @@ public protocol MemoryStore: Sendable {
     ///   - session: The session to search; nothing outside it is returned.
     ///   - query: Free text (e.g. the newest user message); never interpreted as query syntax.
     ///   - limit: The most memories to return.
-    /// - Returns: At most `limit` memories, highest score first; empty when the query has no usable term.
+    /// - Returns: At most `limit` memories: the session's procedural memories first (newest first, whatever the
+    ///   query), then the best matches, highest score first; no matches when the query has no usable term.
     func recall(session: String, query: String, limit: Int) async throws -> [RecalledMemory]
 
     /// Non-blocking: enqueues the exchange for the writer; never waits for disk.

@@ -179,7 +179,7 @@ struct Writer: Sendable {
                 """
         ).execute(arguments: [
             Schema.rowRange(sessionKey: key).lower | number,
-            memory.id, memory.sessionID, memory.type.rawValue, memory.role, memory.content,
+            memory.id, memory.sessionID, memory.type.rawValue, memory.role, memory.content.storableText,
             memory.createdAt.timeIntervalSince1970, memory.updatedAt.timeIntervalSince1970, memory.source,
             memory.metadata, memory.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
         ])
@@ -241,5 +241,13 @@ struct Writer: Sendable {
             let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         else { return metadata }
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+extension String {
+    /// The text as SQLite can keep it: GRDB binds strings NUL-terminated, so an embedded NUL (valid in JSON as
+    /// `\u0000`) would silently cut the rest off. It is stored as U+FFFD instead.
+    var storableText: String {
+        self.utf8.contains(0) ? self.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : self
     }
 }

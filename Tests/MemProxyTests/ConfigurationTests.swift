@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MemProxy
+import MemProxyStore
 import Testing
 
 @Suite("Configuration")
@@ -99,6 +100,25 @@ struct ConfigurationTests {
             _ = try ProxyConfiguration.load(file: path, environment: [:])
         } throws: { error in
             "\(error)".contains(expected)
+        }
+    }
+
+    @Test("recall knobs: defaults are the measured best, file and environment set them, bad values are refused")
+    func recallKnobs() throws {
+        let defaults = try ProxyConfiguration.load(file: nil, environment: [:])
+        #expect(defaults.recall.nearWeight == 0.5)
+        #expect(defaults.recall.temporalBoost == 1.5)
+        #expect(defaults.recall.feedbackDocuments == 0)
+        let path = try writeTemp("[recall]\nnear_weight = 0.7\nfeedback_documents = 3\n")
+        let configured = try ProxyConfiguration.load(
+            file: path, environment: ["MEMPROXY_RECALL_FEEDBACK_DOCUMENTS": "5", "MEMPROXY_RECALL_DATE_WEIGHT": "0"])
+        #expect(configured.recall.nearWeight == 0.7)
+        #expect(configured.recall.feedbackDocuments == 5)
+        #expect(configured.recall.dateWeight == 0)
+        #expect {
+            _ = try ProxyConfiguration.load(file: nil, environment: ["MEMPROXY_RECALL_NEAR_WEIGHT": "-1"])
+        } throws: { error in
+            "\(error)".contains("recall.near_weight")
         }
     }
 
