@@ -172,7 +172,8 @@ def test_database_locked_by_another_process(proxies, fake_upstream, fail_open):
         else:
             assert status == 503, body
             assert body["error"]["code"] == "memory_unavailable"
-        assert proxy.logs("memory.recall_failed")
+        # The log line is written before the response, but reaches our pipe reader asynchronously.
+        proxy.child.wait_for_line(lambda line: '"memory.recall_failed"' in line, 10, "the memory.recall_failed log line")
         # memory.recall_timeout_ms bounds the wait (500 ms here, plus the upstream round trip).
         assert elapsed < 5, f"a locked store held the request for {elapsed:.1f}s"
         assert http("GET", f"{proxy.url}/healthz")[0] == 200
