@@ -106,6 +106,90 @@ enum NeighbourIndex {
         """,
     ]
 
+    // MARK: - Deferred re-indexing (schema `v3`)
+
+    /// One row whose `deferred` flag, while set (1), makes the insert trigger skip a new memory entirely: the
+    /// writer that set it indexes the new rows and re-indexes their neighbours itself, each row once per batch
+    /// (see ``Batch``). Only ever set inside a writing transaction, and cleared before that transaction
+    /// commits, so no other connection ever sees it set; with the flag clear (or the row missing) every write
+    /// behaves exactly as under `v2`.
+    static let createDeferralTable = """
+        CREATE TABLE memories_context_deferral (
+            id INTEGER PRIMARY KEY CHECK (id = 0),
+            deferred INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO memories_context_deferral(id, deferred) VALUES (0, 0);
+        """
+
+    /// `v2`'s insert trigger, unchanged but for its `WHEN` clause: it stands aside while the flag is set.
+    static let deferrableInsertTrigger = """
+        CREATE TRIGGER memories_context_fts_insert AFTER INSERT ON memories
+        WHEN (SELECT deferred FROM memories_context_deferral WHERE id = 0) IS NOT 1 BEGIN
+            INSERT INTO memories_context_fts(rowid, content, near, far, date)
+            SELECT new.seq, new.content, c.near, c.far, \(dateText("new.created_at"))
+            FROM memories_neighbour_text AS c WHERE c.seq = new.seq;
+            \(refresh(window("new.session_id", "new.created_at", "new.seq")));
+        END
+        """
+
+    /// Indexing of the memories one transaction inserts, deferred to the end of the transaction: every new
+    /// memory, and every memory within ``farRadius`` of one in the final timeline (the only rows whose
+    /// neighbours changed), is (re-)indexed exactly once, however many memories the batch appends next to it.
+    ///
+    /// Use: ``begin(in:)`` inside the transaction, ``inserted(_:)`` for each `seq` inserted, ``finish(in:)``
+    /// before the commit. If ``finish(in:)`` is never reached the transaction must roll back. Memories whose
+    /// insert was rolled back (a failed savepoint) are skipped. Updates and deletes made meanwhile keep their
+    /// triggers and stay exact.
+    struct Batch {
+        private var seqs: [Int64] = []
+
+        private init() {}
+
+        /// Sets the flag: from now on in this transaction, inserts into `memories` are not indexed by trigger.
+        static func begin(in db: Database) throws -> Batch {
+            try db.cachedStatement(sql: "UPDATE memories_context_deferral SET deferred = 1 WHERE id = 0").execute()
+            return Batch()
+        }
+
+        /// Records a memory inserted since ``begin(in:)``.
+        mutating func inserted(_ seq: Int64) {
+            seqs.append(seq)
+        }
+
+        /// Indexes the recorded memories and re-indexes their neighbours, then clears the flag.
+        func finish(in db: Database) throws {
+            var new = Set<Int64>()
+            var affected = Set<Int64>()
+            let position = try db.cachedStatement(sql: "SELECT session_id, created_at FROM memories WHERE seq = ?")
+            let around = try db.cachedStatement(sql: window("?1", "?2", "?3"))
+            for seq in seqs where !new.contains(seq) {
+                // Missing: its savepoint was rolled back, and the index never saw it.
+                guard let row = try Row.fetchOne(position, arguments: [seq]) else { continue }
+                new.insert(seq)
+                let session: String = row[0]
+                let createdAt: Double = row[1]
+                for neighbour in try Int64.fetchAll(around, arguments: [session, createdAt, seq]) {
+                    affected.insert(neighbour)
+                }
+            }
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO memories_context_fts(rowid, content, near, far, date)
+                    SELECT m.seq, m.content, c.near, c.far, \(dateText("m.created_at"))
+                    FROM memories AS m, memories_neighbour_text AS c WHERE m.seq = ?1 AND c.seq = ?1
+                    """
+            )
+            let update = try db.cachedStatement(sql: refresh("?"))
+            for seq in new.sorted() {
+                try insert.execute(arguments: [seq])
+            }
+            for seq in affected.subtracting(new).sorted() {
+                try update.execute(arguments: [seq])
+            }
+            try db.cachedStatement(sql: "UPDATE memories_context_deferral SET deferred = 0 WHERE id = 0").execute()
+        }
+    }
+
     /// Removes the neighbourhood index rows of every memory of `session`. Only for deleting a whole session:
     /// call it in the transaction that then runs `DELETE FROM memories WHERE session_id = ?`, whose triggers
     /// find no neighbour rows left to re-index (about 4× faster for a large session than the triggers alone).

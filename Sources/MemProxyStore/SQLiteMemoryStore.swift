@@ -188,15 +188,18 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
 
     // MARK: - Direct helpers
 
-    /// Inserts memories in one transaction (for loaders, imports and benchmarks). Synchronous.
+    /// Inserts memories in one transaction (for loaders, imports and benchmarks), indexing them once at the end
+    /// (``NeighbourIndex/Batch``). Synchronous.
     ///
     /// - Parameter memories: The memories; their ids must be new.
     /// - Throws: A database error; nothing is inserted then.
     public func insert(_ memories: [Memory]) throws {
         try dbPool.write { db in
+            var index = try NeighbourIndex.Batch.begin(in: db)
             for memory in memories {
-                try Writer.insert(memory, in: db)
+                try Writer.insert(memory, in: db, batch: &index)
             }
+            try index.finish(in: db)
         }
     }
 

@@ -102,6 +102,14 @@ enum Schema {
                 sql: "CREATE INDEX memories_procedural ON memories(session_id, created_at) WHERE type = 'procedural'"
             )
         }
+        migrator.registerMigration("v3") { db in
+            // Batched writes index their memories once per batch rather than once per neighbouring insert
+            // (`NeighbourIndex.Batch`): a one-row flag that suspends the insert trigger inside the writer's
+            // transaction. The index content is unchanged.
+            try db.execute(sql: NeighbourIndex.createDeferralTable)
+            try db.execute(sql: "DROP TRIGGER memories_context_fts_insert")
+            try db.execute(sql: NeighbourIndex.deferrableInsertTrigger)
+        }
         return migrator
     }
 

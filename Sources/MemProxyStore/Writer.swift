@@ -5,7 +5,8 @@ import MemProxyCore
 import Metrics
 
 /// The SQL side of the single writer: one batch per transaction, one savepoint per item so that a bad item
-/// is rolled back and logged alone.
+/// is rolled back and logged alone. The batch's memories are added to the neighbourhood index at the end of
+/// the transaction, each affected memory once (``NeighbourIndex/Batch``), not by the insert trigger.
 struct Writer: Sendable {
     let retryWindowSeconds: Double
     let logger: Logger
@@ -15,10 +16,11 @@ struct Writer: Sendable {
         var stored: [ExchangeRecord] = []
         do {
             try db.inTransaction {
+                var index = try NeighbourIndex.Batch.begin(in: db)
                 for item in batch {
                     do {
                         try db.inSavepoint {
-                            if try write(item, in: db), case .exchange(let exchange) = item {
+                            if try write(item, in: db, index: &index), case .exchange(let exchange) = item {
                                 stored.append(exchange)
                             }
                             return .commit
@@ -27,6 +29,7 @@ struct Writer: Sendable {
                         fail(item, error)
                     }
                 }
+                try index.finish(in: db)
                 return .commit
             }
             // Committed (WAL): this line is the acknowledgement that the exchange survives a process crash.
@@ -65,16 +68,16 @@ struct Writer: Sendable {
     }
 
     /// Returns whether the item was written (false: skipped as a duplicate).
-    private func write(_ item: WriteItem, in db: Database) throws -> Bool {
+    private func write(_ item: WriteItem, in db: Database, index: inout NeighbourIndex.Batch) throws -> Bool {
         switch item {
-        case .exchange(let exchange): return try write(exchange, in: db)
+        case .exchange(let exchange): return try write(exchange, in: db, index: &index)
         case .injection(let injection):
             try write(injection, in: db)
             return true
         }
     }
 
-    private func write(_ exchange: ExchangeRecord, in db: Database) throws -> Bool {
+    private func write(_ exchange: ExchangeRecord, in db: Database, index: inout NeighbourIndex.Batch) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
         let duplicate = try Bool.fetchOne(
             db.cachedStatement(
@@ -115,7 +118,7 @@ struct Writer: Sendable {
             metadata: exchange.metadata,
             exchangeID: exchange.exchangeID
         )
-        try Self.insert(user, in: db)
+        try Self.insert(user, in: db, batch: &index)
         if let reply = exchange.assistantText {
             let assistant = Memory(
                 sessionID: exchange.sessionID,
@@ -128,7 +131,7 @@ struct Writer: Sendable {
                     ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
                 exchangeID: exchange.exchangeID
             )
-            try Self.insert(assistant, in: db)
+            try Self.insert(assistant, in: db, batch: &index)
         }
         return true
     }
@@ -149,8 +152,19 @@ struct Writer: Sendable {
 
     // MARK: - Shared SQL
 
-    /// Inserts `memory` with the next row id of its session (creating the session's key when new).
+    /// Inserts `memory` with the next row id of its session (creating the session's key when new); the insert
+    /// trigger indexes it and re-indexes its neighbours.
     static func insert(_ memory: Memory, in db: Database) throws {
+        _ = try insertRow(memory, in: db)
+    }
+
+    /// Inserts `memory` like ``insert(_:in:)``, inside a deferred-indexing batch: `batch` indexes it at its end.
+    static func insert(_ memory: Memory, in db: Database, batch: inout NeighbourIndex.Batch) throws {
+        batch.inserted(try insertRow(memory, in: db))
+    }
+
+    /// Inserts `memory` and returns its `seq`.
+    private static func insertRow(_ memory: Memory, in db: Database) throws -> Int64 {
         try db.cachedStatement(sql: "INSERT INTO sessions(session_id) VALUES (?) ON CONFLICT(session_id) DO NOTHING")
             .execute(arguments: [memory.sessionID])
         guard
@@ -171,6 +185,7 @@ struct Writer: Sendable {
         guard key < (1 << 31), number <= 0xFFFF_FFFF else {
             throw DatabaseError(resultCode: .SQLITE_FULL, message: "memory row ids exhausted for this session")
         }
+        let seq = Schema.rowRange(sessionKey: key).lower | number
         try db.cachedStatement(
             sql: """
                 INSERT INTO memories(seq, id, session_id, type, role, content, created_at, updated_at, source, metadata,
@@ -178,11 +193,12 @@ struct Writer: Sendable {
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
-            Schema.rowRange(sessionKey: key).lower | number,
+            seq,
             memory.id, memory.sessionID, memory.type.rawValue, memory.role, memory.content.storableText,
             memory.createdAt.timeIntervalSince1970, memory.updatedAt.timeIntervalSince1970, memory.source,
             memory.metadata, memory.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
         ])
+        return seq
     }
 
     /// Columns read by ``memory(from:)``, for a `memories` table aliased `m`.

@@ -148,7 +148,7 @@ import Testing
         }
         let store = try makeStore(path: path)
         let applied = try await store.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2"])
+        #expect(applied == ["v1", "v2", "v3"])
         try await expectIndexIsExact(store)
         #expect(words(try await indexRows(store, session: "s1")["third words"]?.near) == ["fourth", "second", "words", "words"])
         // v1's index is untouched and still follows writes.
@@ -160,6 +160,107 @@ import Testing
         let found = try await store.recall(session: "s1", query: "fifth", limit: 3)
         #expect(found.first?.memory.content == "procedural rule")
         #expect(found.dropFirst().first?.memory.content == "fifth")
+    }
+
+    @Test func aWriterBatchAcrossSessionsIndexesEveryNeighbourOnce() async throws {
+        let store = try makeStore()
+        var random = SeededRandom(seed: 21)
+        // Existing timelines, with ties, so that the batch lands next to, between and before old memories.
+        let sessions = ["a", "b", "c", "d", "e"]
+        try store.insert(sessions.flatMap { session in
+            (0..<12).map { memory("old \(session)\($0)", session: session, at: Double(($0 / 2) * 10)) }
+        })
+        try await expectIndexIsExact(store)
+        // One batch (all queued before the writer starts): appends to every session, interleaved, plus exchanges
+        // at tied and earlier times, one without a reply, and a retried duplicate (skipped).
+        var records: [ExchangeRecord] = []
+        for index in 0..<120 {
+            let session = sessions[Int.random(in: 0..<sessions.count, using: &random)]
+            let time: Double =
+                switch index % 4 {
+                case 0: 1000 + Double(index)  // appended in order
+                case 1: Double(Int.random(in: 0..<7, using: &random) * 10)  // tied with old memories
+                case 2: 2000 - Double(index)  // out of order among the batch
+                default: -Double(index)  // before everything
+                }
+            records.append(
+                exchange(
+                    session: session, hash: "h\(index)", user: "question \(index)",
+                    assistant: index % 9 == 0 ? nil : "answer \(index)", at: time
+                )
+            )
+        }
+        records.append(exchange(session: "a", hash: "h0", user: "question 0 again", assistant: "again", at: 1000))
+        for record in records { store.submit(record) }
+        try await withWriter(store) { await store.flush() }
+        #expect(try store.memories(session: "a").contains { $0.content == "question 0 again" } == false)
+        try await expectIndexIsExact(store)
+        // The flag never outlives a transaction: plain SQL inserts are indexed by the trigger again.
+        let deferred = try await store.dbPool.read { db in
+            try Int.fetchOne(db, sql: "SELECT deferred FROM memories_context_deferral")
+        }
+        #expect(deferred == 0)
+        try await store.dbPool.write { db in
+            try Writer.insert(memory("plain insert", session: "b", at: 15), in: db)
+            try Writer.insert(memory("plain insert too", session: "b", at: 15), in: db)
+        }
+        try await expectIndexIsExact(store)
+    }
+
+    @Test func aLoaderBatchMixingSessionsTiesAndDisorderIsExact() async throws {
+        let store = try makeStore()
+        var random = SeededRandom(seed: 5)
+        for round in 0..<4 {
+            let batch = (0..<150).map { index in
+                memory(
+                    "round\(round) item\(index)", session: ["x", "y", "z"][Int.random(in: 0..<3, using: &random)],
+                    at: Double(Int.random(in: 0..<25, using: &random) * 10)
+                )
+            }
+            try store.insert(batch)
+            try await expectIndexIsExact(store)
+        }
+        // A single memory, and an empty batch.
+        try store.insert([memory("alone", session: "solo", at: 0)])
+        try store.insert([])
+        try await expectIndexIsExact(store)
+    }
+
+    @Test func insertsOutsideABatchAreIndexedByTheTrigger() async throws {
+        let store = try makeStore()
+        var random = SeededRandom(seed: 9)
+        // One transaction per insert, as the memory API's create does: ties, disorder, two sessions.
+        for index in 0..<40 {
+            let item = memory(
+                "single\(index)", session: index % 3 == 0 ? "other" : "s1",
+                at: Double(Int.random(in: 0..<8, using: &random) * 10)
+            )
+            try await store.dbPool.write { db in try Writer.insert(item, in: db) }
+        }
+        try await expectIndexIsExact(store)
+    }
+
+    @Test func aBatchSurvivesRolledBackInsertsAndInterleavedEdits() async throws {
+        let store = try makeStore()
+        try store.insert((0..<10).map { memory("base\($0)", at: Double($0 * 10)) })
+        try await store.dbPool.write { db in
+            var index = try NeighbourIndex.Batch.begin(in: db)
+            try Writer.insert(memory("kept one", at: 35), in: db, batch: &index)
+            try db.inSavepoint {
+                try Writer.insert(memory("rolled back", at: 45), in: db, batch: &index)
+                try Writer.insert(memory("rolled back too", at: 0), in: db, batch: &index)
+                return .rollback
+            }
+            // Edits and deletes made meanwhile go through their triggers.
+            try db.execute(sql: "UPDATE memories SET content = 'edited base' WHERE content = 'base5'")
+            try db.execute(sql: "DELETE FROM memories WHERE content = 'base2'")
+            try db.execute(sql: "UPDATE memories SET created_at = created_at + 33 WHERE content = 'base7'")
+            try Writer.insert(memory("kept two", at: 35), in: db, batch: &index)
+            try Writer.insert(memory("kept three", at: 95), in: db, batch: &index)
+            try index.finish(in: db)
+        }
+        try await expectIndexIsExact(store)
+        #expect(try store.memories(session: "s1").count == 12)
     }
 }
 
