@@ -247,6 +247,14 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             return
         }
         metrics.queueDepth.record(depth)
+        if depth % 10_000 == 0 {
+            // Writes arrive faster than the writer commits them (see BENCHMARKS.md, "Writer cost"): say so while
+            // it happens, not only in a metric.
+            logger.warning(
+                "memory.write_backlog",
+                metadata: ["memory.queue_depth": "\(depth)", "memory.db": "\(configuration.path)"]
+            )
+        }
         wake.yield()
     }
 
