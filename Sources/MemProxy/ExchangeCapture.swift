@@ -76,7 +76,7 @@ final class ExchangeCapture: ResponseObserver {
         self.store.submit(
             ExchangeRecord(
                 sessionID: self.session,
-                exchangeID: "exc_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(24),
+                exchangeID: Memory.makeID(prefix: "exc_"),
                 requestID: self.requestID,
                 requestHash: self.requestHash,
                 userText: self.userText,

@@ -117,12 +117,22 @@ public struct Memory: Sendable, Equatable, Codable {
 
     /// A new random memory identifier: `mem_` + 24 lowercase hex characters (96 random bits).
     public static func makeID() -> String {
+        makeID(prefix: "mem_")
+    }
+
+    /// `prefix` + 24 lowercase hex characters (96 random bits, two reads of the system generator).
+    public static func makeID(prefix: String) -> String {
         var generator = SystemRandomNumberGenerator()
         let digits = Array("0123456789abcdef".utf8)
-        var bytes: [UInt8] = Array("mem_".utf8)
-        bytes.reserveCapacity(28)
-        for _ in 0..<24 {
-            bytes.append(digits[Int(generator.next(upperBound: 16 as UInt8))])
+        let high: UInt64 = generator.next()
+        let low = UInt32(truncatingIfNeeded: generator.next() as UInt64)
+        var bytes: [UInt8] = Array(prefix.utf8)
+        bytes.reserveCapacity(prefix.utf8.count + 24)
+        for shift in stride(from: 60, through: 0, by: -4) {
+            bytes.append(digits[Int((high >> UInt64(shift)) & 0xF)])
+        }
+        for shift in stride(from: 28, through: 0, by: -4) {
+            bytes.append(digits[Int((low >> UInt32(shift)) & 0xF)])
         }
         return String(decoding: bytes, as: UTF8.self)
     }

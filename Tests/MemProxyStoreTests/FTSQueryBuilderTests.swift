@@ -1,4 +1,5 @@
 import MemProxyCore
+import MemProxyStore
 import Testing
 
 @Suite struct FTSQueryBuilderTests {
@@ -44,5 +45,18 @@ import Testing
         #expect(StableHash.fnv1a64Hex("".utf8) == "cbf29ce484222325")
         #expect(StableHash.fnv1a64Hex("a".utf8) == "af63dc4c8601ec8c")
         #expect(StableHash.fnv1a64Hex("foobar".utf8) == "85944171f73967e8")
+    }
+}
+
+@Suite struct MemoryIDTests {
+    @Test func idsArePrefixedHexAndDistinct() {
+        let ids = (0..<2000).map { _ in Memory.makeID() }
+        #expect(Set(ids).count == ids.count)
+        for id in ids.prefix(50) {
+            #expect(id.hasPrefix("mem_") && id.count == 28)
+            #expect(id.dropFirst(4).allSatisfy { "0123456789abcdef".contains($0) })
+        }
+        let exchange = Memory.makeID(prefix: "exc_")
+        #expect(exchange.hasPrefix("exc_") && exchange.count == 28)
     }
 }
