@@ -43,6 +43,8 @@ let package = Package(
             dependencies: [
                 "MemProxyCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // The C API, for the FTS5 auxiliary function recall ranks with (`SessionBM25`).
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -27,7 +27,10 @@ struct RecallQuery: Sendable {
 /// 3. Bound: if even that can match more rows than the budget, only the newest `candidateBudget` matching
 ///    rows are ranked (a higher rowid lower bound).
 /// 4. Rank: bm25 with per-column weights (own text, neighbours, date) inside FTS5 with a small LIMIT, then
-///    join the few winners to `memories`.
+///    join the few winners to `memories`. The inverse document frequencies are the session's own (from step 2,
+///    extrapolated when capped), passed to `memproxy_bm25` (see ``SessionBM25``): FTS5's built-in `bm25()`
+///    would walk each term's postings across every session to count them, so recall cost would grow with the
+///    whole table rather than the session.
 /// 5. Re-score the winners: type weight, temporal boost, optional pseudo-relevance feedback.
 enum Recall {
     static func run(
@@ -39,7 +42,7 @@ enum Recall {
     ) throws -> [RecalledMemory] {
         guard limit > 0,
             let sessionRow = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT key, memory_count FROM sessions WHERE session_id = ?"),
+                db.cachedStatement(sql: "SELECT key, memory_count, next_seq FROM sessions WHERE session_id = ?"),
                 arguments: [session]
             )
         else { return [] }
@@ -62,6 +65,7 @@ enum Recall {
                 session: session,
                 range: Schema.rowRange(sessionKey: sessionRow[0]),
                 sessionRows: sessionRows,
+                sequenceSpan: sessionRow[2],
                 settings: settings
             )
             ranked = try ranker.rank(query, limit: remaining)
@@ -82,23 +86,32 @@ struct Ranker {
     let session: String
     let range: (lower: Int64, upper: Int64)
     let sessionRows: Int
+    /// `next_seq` of the session: the low 32 bits of its rowids run from 0 to this (minus deleted rows).
+    let sequenceSpan: Int64
     let settings: RecallSettings
     /// The FTS5 table ranked.
     let table: String
     /// Its columns in use, for a column filter (empty: all).
     let columns: [String]
-    /// The bm25 call, with the column weights as placeholders.
-    let bm25: String
+    /// The column weights (empty: every column weighs 1).
     let weights: [Double]
     let budget: Int
     /// Rows of the ranked table a term may match before it counts as common.
     let commonDF: Int
 
-    init(db: Database, session: String, range: (lower: Int64, upper: Int64), sessionRows: Int, settings: RecallSettings) {
+    init(
+        db: Database,
+        session: String,
+        range: (lower: Int64, upper: Int64),
+        sessionRows: Int,
+        sequenceSpan: Int64,
+        settings: RecallSettings
+    ) {
         self.db = db
         self.session = session
         self.range = range
         self.sessionRows = sessionRows
+        self.sequenceSpan = sequenceSpan
         self.settings = settings
         let all: [(NeighbourIndex.Column, Double)] = [
             (.content, 1), (.near, settings.nearWeight), (.far, settings.farWeight), (.date, settings.dateWeight),
@@ -106,13 +119,11 @@ struct Ranker {
         if all.dropFirst().allSatisfy({ $0.1 == 0 }) {
             table = "memories_fts"
             columns = []
-            bm25 = "bm25(memories_fts)"
             weights = []
         } else {
             table = NeighbourIndex.table
             // No column filter when every column is in use (the filter would change nothing).
             columns = all.allSatisfy { $0.1 > 0 } ? [] : all.filter { $0.1 > 0 }.map(\.0.rawValue)
-            bm25 = "bm25(\(table), ?, ?, ?, ?)"
             weights = all.map(\.1)
         }
         budget = max(1, settings.candidateBudget)
@@ -161,45 +172,69 @@ struct Ranker {
     /// their bm25 relevance (higher is better), and the terms kept. `nil` when no term occurs in the session.
     func search(terms: [String], depth: Int) throws -> (candidates: [Candidate], terms: [String])? {
         // 2. Document frequency of each term in the session, capped.
-        var frequencies: [(term: String, df: Int)] = []
+        var frequencies: [(term: String, df: Frequency)] = []
         for term in terms.prefix(settings.maxProbedTerms) {
             let df = try documentFrequency(term)
-            if df > 0 { frequencies.append((term, df)) }
+            if df.counted > 0 { frequencies.append((term, df)) }
         }
         guard !frequencies.isEmpty else { return nil }
-        frequencies.sort { $0.df < $1.df }
-        var kept: [String] = []
+        frequencies.sort { $0.df.counted < $1.df.counted }
+        var kept: [(term: String, idf: Double)] = []
         var estimatedRows = 0
         for (term, df) in frequencies {
-            if !kept.isEmpty && (estimatedRows + df > budget || df > commonDF) { break }
-            kept.append(term)
-            estimatedRows += df
+            if !kept.isEmpty && (estimatedRows + df.counted > budget || df.counted > commonDF) { break }
+            kept.append((term, idf(df)))
+            estimatedRows += df.counted
             if kept.count >= settings.maxQueryTerms { break }
         }
         let candidates = try rankRows(terms: kept, estimatedRows: estimatedRows, depth: depth)
-        return candidates.map { ($0, kept) }
+        return candidates.map { ($0, kept.map(\.term)) }
     }
 
-    /// Rows of the ranked table in the session that match `term` (in the columns in use), counted up to
-    /// `budget + 1`.
-    func documentFrequency(_ term: String) throws -> Int {
-        guard let match = FTSQueryBuilder.matchExpression(terms: [term], columns: columns) else { return 0 }
-        return try Int.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT count(*) FROM (
-                        SELECT 1 FROM \(table) WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?
-                    )
-                    """
-            ),
-            arguments: [match, range.lower, range.upper, budget + 1]
-        ) ?? 0
+    /// A term's document frequency in the session (rows of the ranked table, in the columns in use).
+    struct Frequency {
+        /// Rows matched, counted up to `budget + 1`.
+        var counted: Int
+        /// The full count: `counted` when below the cap, otherwise extrapolated from the share of the session's
+        /// rowid span that the capped scan covered (rowids grow with insertion within a session).
+        var estimated: Double
+    }
+
+    /// Counts the rows of the session that match `term` (in the columns in use), up to `budget + 1`, in rowid
+    /// order, and estimates the full count when the cap is reached.
+    func documentFrequency(_ term: String) throws -> Frequency {
+        guard let match = FTSQueryBuilder.matchExpression(terms: [term], columns: columns),
+            let row = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT count(*), max(r) FROM (
+                            SELECT rowid AS r FROM \(table) WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ? LIMIT ?
+                        )
+                        """
+                ),
+                arguments: [match, range.lower, range.upper, budget + 1]
+            )
+        else { return Frequency(counted: 0, estimated: 0) }
+        let counted: Int = row[0]
+        guard counted > budget, let last: Int64 = row[1] else {
+            return Frequency(counted: counted, estimated: Double(counted))
+        }
+        let covered = Double(last - range.lower + 1)
+        let extrapolated = Double(counted) * Double(max(sequenceSpan, 1)) / covered
+        return Frequency(counted: counted, estimated: min(Double(sessionRows), max(Double(counted), extrapolated)))
+    }
+
+    /// The session-level inverse document frequency of a term.
+    func idf(_ frequency: Frequency) -> Double {
+        SessionBM25.idf(documentFrequency: frequency.estimated, rows: Double(max(sessionRows, 1)))
     }
 
     /// 3 + 4: bounds the rows bm25 scores, ranks them inside FTS5 and joins the `depth` best to `memories`;
     /// `nil` when there is no term.
-    func rankRows(terms: [String], estimatedRows: Int, depth: Int) throws -> [Candidate]? {
-        guard let match = FTSQueryBuilder.matchExpression(terms: terms, columns: columns) else { return nil }
+    func rankRows(terms: [(term: String, idf: Double)], estimatedRows: Int, depth: Int) throws -> [Candidate]? {
+        guard let match = FTSQueryBuilder.matchExpression(terms: terms.map(\.term), columns: columns) else {
+            return nil
+        }
         var lower = range.lower
         if estimatedRows > budget {
             if let newest = try Int64.fetchOne(
@@ -214,16 +249,20 @@ struct Ranker {
                 lower = newest
             }
         }
+        // memproxy_bm25(table, k, k weights, one idf per phrase): the phrases are the terms, in order.
+        let call = "\(SessionBM25.name)(\(table), ?" + String(repeating: ", ?", count: weights.count + terms.count) + ")"
+        var arguments: StatementArguments = [weights.count]
+        arguments += StatementArguments(weights)
+        arguments += StatementArguments(terms.map(\.idf))
+        arguments += [match, lower, range.upper, depth, session]
         // Ties: newer first (rowid order within a session is insertion order; the final sort settles it by
         // created_at).
-        var arguments = StatementArguments(weights)
-        arguments += [match, lower, range.upper, depth, session]
         let rows = try Row.fetchAll(
             db.cachedStatement(
                 sql: """
                     SELECT \(Writer.memoryColumns), f.seq, f.rank
                     FROM (
-                        SELECT rowid AS seq, \(bm25) AS rank
+                        SELECT rowid AS seq, \(call) AS rank
                         FROM \(table)
                         WHERE \(table) MATCH ? AND rowid BETWEEN ? AND ?
                         ORDER BY rank, rowid DESC
@@ -266,20 +305,20 @@ struct Ranker {
             }
             .prefix(settings.feedbackTerms * 2)
             .map(\.element)
-        var weighted: [(term: String, weight: Double, df: Int, rank: Int)] = []
+        var weighted: [(term: String, weight: Double, df: Frequency, rank: Int)] = []
         for (rank, term) in probed.enumerated() {
             let df = try documentFrequency(term)
-            guard df > 0, df <= commonDF else { continue }
-            let idf = log(1 + (Double(sessionRows) - Double(df) + 0.5) / (Double(df) + 0.5))
+            guard df.counted > 0, df.counted <= commonDF else { continue }
+            let idf = SessionBM25.idf(documentFrequency: df.estimated, rows: Double(max(sessionRows, 1)))
             weighted.append((term, Double(documentCount[term] ?? 0) * idf, df, rank))
         }
         weighted.sort { $0.weight != $1.weight ? $0.weight > $1.weight : $0.rank < $1.rank }
-        var expansion: [String] = []
+        var expansion: [(term: String, idf: Double)] = []
         var estimatedRows = 0
         for entry in weighted {
-            if !expansion.isEmpty && estimatedRows + entry.df > budget { break }
-            expansion.append(entry.term)
-            estimatedRows += entry.df
+            if !expansion.isEmpty && estimatedRows + entry.df.counted > budget { break }
+            expansion.append((entry.term, idf(entry.df)))
+            estimatedRows += entry.df.counted
             if expansion.count >= settings.feedbackTerms { break }
         }
         guard let expanded = try rankRows(terms: expansion, estimatedRows: estimatedRows, depth: depth) else {

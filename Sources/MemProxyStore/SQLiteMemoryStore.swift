@@ -71,6 +71,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             // small page cache: recall reads a few hundred index pages per query (about 15% of its CPU time
             // went to those copies).
             try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapBytes)")
+            try SessionBM25.register(in: db)
         }
         let pool: DatabasePool
         do {
