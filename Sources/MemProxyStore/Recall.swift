@@ -21,7 +21,7 @@ struct RecallQuery: Sendable {
 ///    `rowid BETWEEN lower AND upper`, which FTS5 applies while scanning its postings, so other sessions'
 ///    rows are never read. The joined rows are checked again with `memories.session_id = ?`.
 /// 2. Pruning: each term's document frequency in the session (rows of the ranked table, in the columns in
-///    use) is counted, capped at the candidate budget (a plain scan, no ranking). Terms are taken rarest
+///    use) is counted up to `probeLimit` rows and extrapolated beyond (a plain scan, no ranking). Terms are taken rarest
 ///    first while their summed frequency fits the budget (at least one term), skipping common terms (see
 ///    `commonTermFraction`).
 /// 3. Bound: if even that can match more rows than the budget, only the newest `candidateBudget` matching
@@ -96,6 +96,8 @@ struct Ranker {
     /// The column weights (empty: every column weighs 1).
     let weights: [Double]
     let budget: Int
+    /// Where a frequency probe stops counting.
+    let probeLimit: Int
     /// Rows of the ranked table a term may match before it counts as common.
     let commonDF: Int
 
@@ -127,6 +129,7 @@ struct Ranker {
             weights = all.map(\.1)
         }
         budget = max(1, settings.candidateBudget)
+        probeLimit = max(1, settings.probeLimit)
         // Each neighbour slot in use repeats a memory's text in another row of the ranked table, so a term in a
         // given share of the memories' own text matches up to (1 + slots) times as many rows.
         let slots = (settings.nearWeight > 0 ? 2 : 0) + (settings.farWeight > 0 ? 2 * (NeighbourIndex.farRadius - 1) : 0)
@@ -178,13 +181,14 @@ struct Ranker {
             if df.counted > 0 { frequencies.append((term, df)) }
         }
         guard !frequencies.isEmpty else { return nil }
-        frequencies.sort { $0.df.counted < $1.df.counted }
+        frequencies.sort { $0.df.estimated < $1.df.estimated }
         var kept: [(term: String, idf: Double)] = []
         var estimatedRows = 0
         for (term, df) in frequencies {
-            if !kept.isEmpty && (estimatedRows + df.counted > budget || df.counted > commonDF) { break }
+            let rows = Int(df.estimated.rounded(.up))
+            if !kept.isEmpty && (estimatedRows + rows > budget || rows > commonDF) { break }
             kept.append((term, idf(df)))
-            estimatedRows += df.counted
+            estimatedRows += rows
             if kept.count >= settings.maxQueryTerms { break }
         }
         let candidates = try rankRows(terms: kept, estimatedRows: estimatedRows, depth: depth)
@@ -193,15 +197,15 @@ struct Ranker {
 
     /// A term's document frequency in the session (rows of the ranked table, in the columns in use).
     struct Frequency {
-        /// Rows matched, counted up to `budget + 1`.
+        /// Rows matched, counted up to `probeLimit + 1`.
         var counted: Int
         /// The full count: `counted` when below the cap, otherwise extrapolated from the share of the session's
         /// rowid span that the capped scan covered (rowids grow with insertion within a session).
         var estimated: Double
     }
 
-    /// Counts the rows of the session that match `term` (in the columns in use), up to `budget + 1`, in rowid
-    /// order, and estimates the full count when the cap is reached.
+    /// Counts the rows of the session that match `term` (in the columns in use), up to `probeLimit + 1`, in
+    /// rowid order, and estimates the full count when the cap is reached.
     func documentFrequency(_ term: String) throws -> Frequency {
         guard let match = FTSQueryBuilder.matchExpression(terms: [term], columns: columns),
             let row = try Row.fetchOne(
@@ -212,11 +216,11 @@ struct Ranker {
                         )
                         """
                 ),
-                arguments: [match, range.lower, range.upper, budget + 1]
+                arguments: [match, range.lower, range.upper, probeLimit + 1]
             )
         else { return Frequency(counted: 0, estimated: 0) }
         let counted: Int = row[0]
-        guard counted > budget, let last: Int64 = row[1] else {
+        guard counted > probeLimit, let last: Int64 = row[1] else {
             return Frequency(counted: counted, estimated: Double(counted))
         }
         let covered = Double(last - range.lower + 1)
@@ -308,7 +312,7 @@ struct Ranker {
         var weighted: [(term: String, weight: Double, df: Frequency, rank: Int)] = []
         for (rank, term) in probed.enumerated() {
             let df = try documentFrequency(term)
-            guard df.counted > 0, df.counted <= commonDF else { continue }
+            guard df.counted > 0, df.estimated <= Double(commonDF) else { continue }
             let idf = SessionBM25.idf(documentFrequency: df.estimated, rows: Double(max(sessionRows, 1)))
             weighted.append((term, Double(documentCount[term] ?? 0) * idf, df, rank))
         }
@@ -316,9 +320,10 @@ struct Ranker {
         var expansion: [(term: String, idf: Double)] = []
         var estimatedRows = 0
         for entry in weighted {
-            if !expansion.isEmpty && estimatedRows + entry.df.counted > budget { break }
+            let rows = Int(entry.df.estimated.rounded(.up))
+            if !expansion.isEmpty && estimatedRows + rows > budget { break }
             expansion.append((entry.term, idf(entry.df)))
-            estimatedRows += entry.df.counted
+            estimatedRows += rows
             if expansion.count >= settings.feedbackTerms { break }
         }
         guard let expanded = try rankRows(terms: expansion, estimatedRows: estimatedRows, depth: depth) else {

@@ -42,6 +42,9 @@ public struct RecallSettings: Sendable, Equatable {
     var minCommonDF = 50
     /// The most query terms whose frequency is probed (the first ones in the text).
     var maxProbedTerms = 16
+    /// A probe counts a term's rows in the session up to this many, then extrapolates (see `Ranker.Frequency`):
+    /// counting a common term to the candidate budget cost as much as ranking.
+    var probeLimit = 100
     /// The most terms (the rarest ones) the final query ORs.
     var maxQueryTerms = 8
 

@@ -88,12 +88,11 @@ import Testing
         #expect(after.map(\.memory.content) == before.map(\.memory.content))
     }
 
-    /// In a session larger than the candidate budget the frequency count stops at the budget and is
-    /// extrapolated over the session's rowid span, so scores stay comparable to an uncapped count.
+    /// In a large session the frequency count stops at the probe limit and is extrapolated over the session's rowid span, so scores stay comparable to an uncapped count.
     @Test func cappedCountsAreExtrapolated() async throws {
         let store = try makeStore {
             $0.recall = .baseline
-            $0.recall.candidateBudget = 20
+            $0.recall.probeLimit = 20
         }
         var memories = (0..<200).map { memory("daily note \($0) about coffee", at: Double($0)) }
         memories.append(memory("one note about a zebra", at: 300))
