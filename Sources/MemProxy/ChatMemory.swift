@@ -213,18 +213,21 @@ struct MemoryContextBuilder: Sendable {
     /// - Throws: When the store fails.
     func build(session: String, query: String?, excluding: [String], topK: Int) async throws -> MemoryContext {
         let start = ContinuousClock.now
-        let procedural =
-            try await self.managed?.memories(
-                session: session,
-                type: .procedural,
-                order: .newestFirst,
-                limit: Self.maxProcedural,
-                after: nil
-            ).memories ?? []
+        let procedural: [Memory]
         var recalled: [RecalledMemory] = []
-        if let query, topK > 0 {
-            // Room for the procedural memories too, in case the store's recall returns them as well.
-            recalled = try await self.store.recall(session: session, query: query, limit: topK * 2 + procedural.count)
+        if let managed {
+            // One read for both (recall also skips procedural memories, which lead the block anyway).
+            (procedural, recalled) = try await managed.context(
+                session: session,
+                query: topK > 0 ? query : nil,
+                limit: topK * 2,
+                proceduralLimit: Self.maxProcedural
+            )
+        } else {
+            procedural = []
+            if let query, topK > 0 {
+                recalled = try await self.store.recall(session: session, query: query, limit: topK * 2)
+            }
         }
         let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
         var candidates: [String: Memory] = [:]

@@ -11,6 +11,44 @@ enum TextNormalization {
 
     /// `text` on one line: each run of whitespace (including newlines) becomes one space; the ends are trimmed.
     static func collapsingWhitespace(_ text: String) -> String {
+        // Fast path (most text): ASCII whose whitespace is already single spaces between words is returned as is;
+        // other ASCII is collapsed byte by byte. Only non-ASCII text pays for Unicode properties.
+        var isASCII = true
+        var isCollapsed = true
+        var previousIsSpace = true
+        for byte in text.utf8 {
+            if byte >= 0x80 {
+                isASCII = false
+                break
+            }
+            let isSpace = byte == 0x20 || (byte >= 0x09 && byte <= 0x0D)
+            if isSpace && (byte != 0x20 || previousIsSpace) { isCollapsed = false }
+            previousIsSpace = isSpace
+        }
+        if isASCII {
+            if isCollapsed && !previousIsSpace { return text }
+            if isCollapsed && text.isEmpty { return text }
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(text.utf8.count)
+            var pendingSpace = false
+            for byte in text.utf8 {
+                if byte == 0x20 || (byte >= 0x09 && byte <= 0x0D) {
+                    pendingSpace = !bytes.isEmpty
+                } else {
+                    if pendingSpace {
+                        bytes.append(0x20)
+                        pendingSpace = false
+                    }
+                    bytes.append(byte)
+                }
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return collapsingUnicodeWhitespace(text)
+    }
+
+    /// ``collapsingWhitespace(_:)`` for any text, by Unicode scalar properties.
+    static func collapsingUnicodeWhitespace(_ text: String) -> String {
         var result = String.UnicodeScalarView()
         var pendingSpace = false
         for scalar in text.unicodeScalars {

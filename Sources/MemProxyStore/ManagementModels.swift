@@ -4,6 +4,11 @@ public import Foundation
 ///
 /// Like recall, every call is scoped by a session id: an id of another session is treated as absent.
 public protocol ManagedMemoryStore: MemoryStore {
+    /// In one read: the session's procedural memories (newest first, at most `proceduralLimit`) and, when
+    /// `query` is given, its `limit` best other memories for it (best first). What a memory block is built from.
+    func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+
     /// The memory `id` of `session`; `nil` when it does not exist in that session.
     func memory(session: String, id: String) async throws -> Memory?
 

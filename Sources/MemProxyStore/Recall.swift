@@ -40,13 +40,19 @@ enum Recall {
         limit: Int,
         settings: RecallSettings
     ) throws -> [RecalledMemory] {
-        guard limit > 0,
-            let sessionRow = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT key, memory_count, next_seq FROM sessions WHERE session_id = ?"),
-                arguments: [session]
-            )
-        else { return [] }
-        let procedural = try Row.fetchAll(
+        guard limit > 0 else { return [] }
+        let procedural = try Self.procedural(db, session: session, limit: limit)
+        let ranked = try Self.ranked(db, session: session, query: query, limit: limit - procedural.count, settings: settings)
+        // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
+        // never increase down the list.
+        let lead = max(1, ranked.first?.score ?? 1)
+        return procedural.map { RecalledMemory(memory: $0, score: lead) } + ranked
+    }
+
+    /// The session's procedural memories, newest first.
+    static func procedural(_ db: Database, session: String, limit: Int) throws -> [Memory] {
+        guard limit > 0 else { return [] }
+        return try Row.fetchAll(
             db.cachedStatement(
                 sql: """
                     SELECT \(Writer.memoryColumns) FROM memories m
@@ -56,24 +62,33 @@ enum Recall {
             ),
             arguments: [session, limit]
         ).map(Writer.memory(from:))
-        var ranked: [RecalledMemory] = []
-        let remaining = limit - procedural.count
-        let sessionRows: Int = sessionRow[1]
-        if remaining > 0, !query.terms.isEmpty, sessionRows > 0 {
-            let ranker = Ranker(
-                db: db,
-                session: session,
-                range: Schema.rowRange(sessionKey: sessionRow[0]),
-                sessionRows: sessionRows,
-                sequenceSpan: sessionRow[2],
-                settings: settings
+    }
+
+    /// The `limit` best non-procedural memories of the session for `query`, best first (steps 1–5).
+    static func ranked(
+        _ db: Database,
+        session: String,
+        query: RecallQuery,
+        limit: Int,
+        settings: RecallSettings
+    ) throws -> [RecalledMemory] {
+        guard limit > 0, !query.terms.isEmpty,
+            let sessionRow = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT key, memory_count, next_seq FROM sessions WHERE session_id = ?"),
+                arguments: [session]
             )
-            ranked = try ranker.rank(query, limit: remaining)
-        }
-        // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
-        // never increase down the list.
-        let lead = max(1, ranked.first?.score ?? 1)
-        return procedural.map { RecalledMemory(memory: $0, score: lead) } + ranked
+        else { return [] }
+        let sessionRows: Int = sessionRow[1]
+        guard sessionRows > 0 else { return [] }
+        let ranker = Ranker(
+            db: db,
+            session: session,
+            range: Schema.rowRange(sessionKey: sessionRow[0]),
+            sessionRows: sessionRows,
+            sequenceSpan: sessionRow[2],
+            settings: settings
+        )
+        return try ranker.rank(query, limit: limit)
     }
 }
 

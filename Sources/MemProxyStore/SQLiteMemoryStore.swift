@@ -123,6 +123,23 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         }
     }
 
+    /// In one read: the session's procedural memories (newest first, at most `proceduralLimit`) and, when
+    /// `query` is given, its `limit` best other memories for it.
+    public func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+    {
+        let recallQuery = query.map(RecallQuery.init(text:))
+        let start = ContinuousClock.now
+        let settings = recallSettings
+        defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
+        return try await dbPool.read { db in
+            let procedural = try Recall.procedural(db, session: session, limit: proceduralLimit)
+            guard let recallQuery, limit > 0 else { return (procedural, []) }
+            let ranked = try Recall.ranked(db, session: session, query: recallQuery, limit: limit, settings: settings)
+            return (procedural, ranked)
+        }
+    }
+
     /// Enqueues the exchange for the writer; never waits for disk.
     ///
     /// - Parameter exchange: The finished exchange.
