@@ -12,9 +12,13 @@ function setup(thread)
     thread_count = thread_count + 1
 end
 
+-- Each wrk run (warm-up, c=16, c=64) starts a new counter: the run's start time keeps messages unique across runs,
+-- or memproxy would rightly store a repeated message of the same session only once (retry de-duplication).
+local run = tostring(os.time())
+
 request = function()
     counter = counter + 1
-    local id = tostring(tid or 0) .. "-" .. counter
+    local id = run .. "-" .. tostring(tid or 0) .. "-" .. counter
     local a = words[(counter % #words) + 1]
     local b = words[((counter * 7 + 3) % #words) + 1]
     local body = '{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},'

@@ -269,21 +269,41 @@ ACCESS_LINES=$(grep -c '"msg":"request"' "$RUN/memproxy-info.log" || true)
 stop_pid "$MEMPROXY_INFO_PID"
 
 # memproxy with memory on (issue 3): 64 sessions, a unique user message per request, so every request recalls
-# against a growing store, gets memories injected and is stored. Same port as the pass-through memproxy.
-rm -f "$RUN/memory.db" "$RUN/memory.db-wal" "$RUN/memory.db-shm"
-start_memproxy "$P_MEMPROXY" "http://$HOST:$P_STATIC" warning "$RUN/memproxy-memory.log" "$RUN/memory.db"
-MEMPROXY_MEMORY_PID=$STARTED_PID
-CUR_MEMPROXY_PID=$MEMPROXY_MEMORY_PID
-wait_http "http://$HOST:$P_MEMPROXY/healthz" 20 "$MEMPROXY_MEMORY_PID"
-run_wrk memproxy-memory-warmup "$P_MEMPROXY" 16 2s "$HERE/post-memory.lua"
-for c in "${CONCURRENCIES[@]}"; do
-    ((c >= 16)) || continue
-    log "wrk memproxy-memory c=$c $DURATION"
-    run_wrk memproxy-memory "$P_MEMPROXY" "$c" "$DURATION" "$HERE/post-memory.lua"
-done
-stop_pid "$MEMPROXY_MEMORY_PID"
-MEMORY_ROWS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from memories').fetchone()[0])" "$RUN/memory.db")
-INJECTIONS=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from injections').fetchone()[0])" "$RUN/memory.db")
+# against a growing store, gets memories injected and is stored. Same port as the pass-through memproxy. Two
+# workloads, each on a fresh database: "memory" (post-memory.lua, a 16-word vocabulary: every query term is in
+# nearly every memory, the worst case for recall) and "memory-zipf" (post-memory-zipf.lua, conversational word
+# frequencies). After the cells, the writer's backlog is drained and timed: req/s alone would hide a writer that
+# falls behind.
+db_count() { # database table
+    python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from ' + sys.argv[2]).fetchone()[0])" "$1" "$2"
+}
+memory_cells() { # name lua
+    local name=$1 lua=$2 db="$RUN/$1.db" pid start prev n
+    rm -f "$db" "$db-wal" "$db-shm"
+    start_memproxy "$P_MEMPROXY" "http://$HOST:$P_STATIC" warning "$RUN/memproxy-$name.log" "$db"
+    pid=$STARTED_PID
+    CUR_MEMPROXY_PID=$pid
+    wait_http "http://$HOST:$P_MEMPROXY/healthz" 20 "$pid"
+    run_wrk "memproxy-$name-warmup" "$P_MEMPROXY" 16 2s "$lua"
+    for c in "${CONCURRENCIES[@]}"; do
+        ((c >= 16)) || continue
+        log "wrk memproxy-$name c=$c $DURATION"
+        run_wrk "memproxy-$name" "$P_MEMPROXY" "$c" "$DURATION" "$lua"
+    done
+    # Drain: poll the row count until two reads 0.5 s apart agree (at most 120 s).
+    start=$(date +%s.%N); prev=-1
+    for _ in $(seq 1 240); do
+        n=$(db_count "$db" memories)
+        [[ "$n" == "$prev" ]] && break
+        prev=$n; sleep 0.5
+    done
+    echo "$(python3 -c "import sys; print(max(0, float(sys.argv[2]) - float(sys.argv[1]) - 0.5))" "$start" "$(date +%s.%N)")" \
+        >"$RUN/drain-$name.txt"
+    stop_pid "$pid"
+    echo "$(db_count "$db" memories) $(db_count "$db" injections)" >"$RUN/rows-$name.txt"
+}
+memory_cells memory "$HERE/post-memory.lua"
+memory_cells memory-zipf "$HERE/post-memory-zipf.lua"
 
 # Optional profile of the pass-through path at c=64.
 if [[ "$PROFILE" == 1 ]]; then
@@ -399,16 +419,28 @@ for c in ($CONC_PY):
 print()
 print("Memory on: every request has a session (64 sessions) and a unique user message; recall + injection +")
 print("storing every exchange, against the same static upstream (memproxy pass-through rows above, same run).")
+print("\"memory\": post-memory.lua (16-word vocabulary, every query term in nearly every memory: recall's worst case);")
+print("\"memory-zipf\": post-memory-zipf.lua (Zipf word frequencies over 30,000 words, like conversation).")
+print("\"drain s\": time the writer needed after the last cell to store the backlog; \"stored / sent\": memories")
+print("in the database over 2 × the exchanges sent (warm-up included).")
 print()
-print("| concurrency | req/s | p50 ms | p99 ms | errors | memproxy CPU µs/req | memory-on / pass-through | memory-on / direct |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-for c in ($CONC_PY):
-    if c < 16: continue
-    m = parse("memproxy-memory", c)
-    print(f"| {c} | {m[0]:,.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]} | {m[5]:.0f} | "
-          f"{m[0] / rows['memproxy', c][0]:.2f} | {m[0] / rows['direct', c][0]:.2f} |")
+print("| workload | concurrency | req/s | p50 ms | p99 ms | errors | memproxy CPU µs/req | memory-on / pass-through | memory-on / direct |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for name in ("memory", "memory-zipf"):
+    for c in ($CONC_PY):
+        if c < 16: continue
+        m = parse(f"memproxy-{name}", c)
+        print(f"| {name} | {c} | {m[0]:,.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]} | {m[5]:.0f} | "
+              f"{m[0] / rows['memproxy', c][0]:.2f} | {m[0] / rows['direct', c][0]:.2f} |")
 print()
-print(f"After the memory-on runs the store held ${MEMORY_ROWS} memories and ${INJECTIONS} injection records.")
+for name in ("memory", "memory-zipf"):
+    sent = 0
+    for cell in [f"memproxy-{name}-warmup-16"] + [f"memproxy-{name}-{c}" for c in ($CONC_PY) if c >= 16]:
+        sent += int(re.search(r"(\d+) requests in", open(os.path.join(run, f"wrk-{cell}.txt")).read()).group(1))
+    memories, injections = map(int, open(os.path.join(run, f"rows-{name}.txt")).read().split())
+    drain = float(open(os.path.join(run, f"drain-{name}.txt")).read())
+    print(f"- {name}: {sent:,} exchanges sent, {memories:,} memories stored (stored / sent = {memories / max(2 * sent, 1):.3f}), "
+          f"{injections:,} injection records; drain after the last cell: {drain:.1f} s")
 info = parse("memproxy-info", 64)
 print()
 print(f"memproxy at log level info (one JSON access line per request, to a file), c=64: {info[0]:,.0f} req/s, "
