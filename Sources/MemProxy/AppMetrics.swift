@@ -12,6 +12,8 @@ struct AppMetrics: Sendable {
     let inFlight: Meter
     private let recall: Timer
     private let injected: Counter
+    /// Requests proxied without storing because the writer's queue was full (`memory.max_queued_writes`).
+    private let backlogSkipped: Counter
     private let upstream: Timer
     private let requestHandles: HandleCache
 
@@ -20,6 +22,7 @@ struct AppMetrics: Sendable {
         self.inFlight = Meter(label: "http_server_requests_in_flight", factory: factory)
         self.recall = Timer(label: "memory_recall_duration_seconds", dimensions: [], factory: factory)
         self.injected = Counter(label: "memory_injected_total", dimensions: [], factory: factory)
+        self.backlogSkipped = Counter(label: "memory_backlog_skipped_total", dimensions: [], factory: factory)
         self.upstream = Timer(label: "upstream_request_duration_seconds", dimensions: [], factory: factory)
         self.requestHandles = HandleCache(factory: factory)
     }
@@ -37,6 +40,10 @@ struct AppMetrics: Sendable {
     }
 
     /// Counts memories injected into requests.
+    func recordBacklogSkipped() {
+        self.backlogSkipped.increment()
+    }
+
     func recordInjected(count: Int) {
         self.injected.increment(by: count)
     }

@@ -101,6 +101,7 @@ func makeSQLiteStore(
 ) throws -> SQLiteMemoryStore {
     var storeConfiguration = SQLiteMemoryStore.Configuration(path: configuration.memory.database)
     storeConfiguration.recall = configuration.recall
+    storeConfiguration.maxQueuedWrites = configuration.memory.maxQueuedWrites
     return try SQLiteMemoryStore(
         configuration: storeConfiguration,
         logger: logger,

@@ -88,12 +88,36 @@ struct ChatMemory: Sendable {
         var storeFailed: Bool
     }
 
-    /// Recalls the session's memories for the newest user message and injects them into the request body.
+    /// Whether the store's write queue is full (`memory.max_queued_writes`) even after waiting up to
+    /// `memory.recall_timeout_ms`: the request must then submit nothing. Throws 503 `memory_unavailable` instead
+    /// with `memory.fail_open = false`.
+    func isBacklogged(logger: Logger) async throws -> Bool {
+        let timeout = Duration.milliseconds(self.configuration.recallTimeoutMs)
+        guard await !self.store.waitForWriteCapacity(timeout: timeout) else { return false }
+        self.metrics.recordBacklogSkipped()
+        logger.warning(
+            "memory.backlog_skipped",
+            metadata: ["memory.max_queued_writes": .stringConvertible(self.configuration.maxQueuedWrites)]
+        )
+        guard self.configuration.failOpen else {
+            throw OpenAIError(
+                status: .serviceUnavailable,
+                message: "The memory writer is behind (memory.max_queued_writes is reached), and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
+                type: "server_error",
+                code: "memory_unavailable"
+            )
+        }
+        return true
+    }
+
+    /// Recalls the session's memories for the newest user message and injects them into the request body;
+    /// with `record`, submits the injection record.
     func inject(
         into chat: ChatRequest,
         originalBody: ByteBuffer,
         session: String,
         requestID: String,
+        record: Bool = true,
         logger: Logger
     ) async throws -> Injection {
         guard self.configuration.topK > 0 else {
@@ -141,6 +165,9 @@ struct ChatMemory: Sendable {
             ]
         )
         logger.debug("memory.injected_text", metadata: ["memory.block": .string(block.text)])
+        guard record else {
+            return Injection(body: ByteBuffer(bytes: edited.serialized()), block: block, recallMs: recallMs, storeFailed: false)
+        }
         self.store.submit(
             InjectionRecord(
                 requestID: requestID,
@@ -158,7 +185,7 @@ struct ChatMemory: Sendable {
     }
 
     /// The memory response headers for a request that had a session.
-    static func responseHeaders(session: String, injection: Injection?) -> [(String, String)] {
+    static func responseHeaders(session: String, injection: Injection?, backlogged: Bool = false) -> [(String, String)] {
         var headers = [
             ("X-Memory-Session", session),
             ("X-Memory-Injected", String(injection?.block?.memories.count ?? 0)),
@@ -167,6 +194,8 @@ struct ChatMemory: Sendable {
         ]
         if injection?.storeFailed == true {
             headers.append(("X-Memory-Error", "store_unavailable"))
+        } else if backlogged {
+            headers.append(("X-Memory-Error", "store_backlog"))
         }
         return headers
     }

@@ -96,6 +96,11 @@ extension ProxyConfiguration {
             guard value > 0 else { throw ConfigurationError("memory.recall_timeout_ms must be greater than 0") }
             config.memory.recallTimeoutMs = value
         },
+        Key(section: "memory", name: "max_queued_writes") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.max_queued_writes")
+            guard value > 0 else { throw ConfigurationError("memory.max_queued_writes must be greater than 0") }
+            config.memory.maxQueuedWrites = value
+        },
         Key(section: "recall", name: "near_weight") { config, raw throws(ConfigurationError) in
             config.recall.nearWeight = try raw.double("recall.near_weight")
         },

@@ -91,6 +91,9 @@ struct Forwarder: Sendable {
         }
         var logger = context.logger
         logger[metadataKey: "memory.session"] = .string(session)
+        // Bounded write queue: when the writer is far behind, wait a little for room; past that, store nothing
+        // for this request (and say so) rather than let the queue, and the process's memory, grow without end.
+        let backlogged = try await memory.isBacklogged(logger: logger)
         var injection: ChatMemory.Injection?
         if scope.mode.reads {
             injection = try await memory.inject(
@@ -98,13 +101,14 @@ struct Forwarder: Sendable {
                 originalBody: body,
                 session: session,
                 requestID: context.requestID,
+                record: !backlogged,
                 logger: logger
             )
         }
         var observer: ExchangeCapture?
         var extraHeaders: [(name: String, value: String)] = []
         var dropping: Set<String> = []
-        if scope.mode.writes, memory.configuration.storeExchanges, let userText = chat.newestUserText {
+        if scope.mode.writes, !backlogged, memory.configuration.storeExchanges, let userText = chat.newestUserText {
             // The reply is read for storage, so ask for it uncompressed.
             dropping.insert("accept-encoding")
             extraHeaders.append((name: "Accept-Encoding", value: "identity"))
@@ -127,7 +131,7 @@ struct Forwarder: Sendable {
             dropping: dropping
         )
         var response = try await self.relay(upstreamRequest, context: context, observer: observer)
-        for (name, value) in ChatMemory.responseHeaders(session: session, injection: injection) {
+        for (name, value) in ChatMemory.responseHeaders(session: session, injection: injection, backlogged: backlogged) {
             response.headers[HTTPField.Name(name)!] = value
         }
         return response

@@ -23,4 +23,13 @@ public protocol MemoryStore: Sendable {
 
     /// Waits until everything submitted before this call is committed (or failed).
     func flush() async
+
+    /// Waits until the store can take more writes without growing its queue past its bound; `false` when
+    /// `timeout` passes first (the caller should then submit nothing for this request).
+    func waitForWriteCapacity(timeout: Duration) async -> Bool
+}
+
+extension MemoryStore {
+    /// Stores without a bounded queue always have room.
+    public func waitForWriteCapacity(timeout: Duration) async -> Bool { true }
 }

@@ -23,6 +23,10 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         public var retryWindowSeconds: Double = 120
         /// The most queued items the writer commits in one transaction.
         public var maxBatch: Int = 256
+        /// The write queue's bound, in items (an exchange or an injection record each): from this depth,
+        /// ``waitForWriteCapacity(timeout:)`` makes new requests wait for the writer. `submit` itself never
+        /// blocks or drops.
+        public var maxQueuedWrites: Int = 50_000
         /// How recall ranks memories (neighbourhood, dates, temporal questions, feedback, type weights); the
         /// defaults are the best measured configuration. Unusable values fall back to their defaults: check
         /// ``RecallSettings/problems`` when loading configuration.
@@ -201,6 +205,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             return state.waiters
         }
         for (_, continuation) in waiters { continuation.resume() }
+        admitWaiters()
         logger.debug("memory writer stopped", metadata: ["memory.db": "\(configuration.path)"])
     }
 
@@ -302,7 +307,68 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             }
             metrics.queueDepth.record(depth)
             for continuation in ready { continuation.resume() }
+            admitWaiters()
         }
+    }
+
+    // MARK: - Backpressure
+
+    /// Waits until the write queue holds fewer than `maxQueuedWrites` items; `false` when `timeout` passes (or
+    /// the task is cancelled) first. Returns at once while there is room, which is always the case unless the
+    /// writer falls behind for a long time. Callers that get `false` should enqueue nothing.
+    ///
+    /// - Parameter timeout: The longest wait.
+    /// - Returns: Whether there is room in the queue.
+    public func waitForWriteCapacity(timeout: Duration) async -> Bool {
+        let limit = max(1, configuration.maxQueuedWrites)
+        let id: UInt64? = queue.withLock { state in
+            guard state.pending.count >= limit, !state.stopped else { return nil }
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        guard let id else { return true }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let roomNow = queue.withLock { state -> Bool in
+                    if state.pending.count < limit || state.stopped { return true }
+                    state.capacityWaiters.append((id, continuation))
+                    return false
+                }
+                if roomNow {
+                    continuation.resume(returning: true)
+                    return
+                }
+                // Armed once registered, so it cannot fire before there is a waiter to time out.
+                Task {
+                    try? await Task.sleep(for: timeout)
+                    self.resumeCapacityWaiter(id, with: false)
+                }
+            }
+        } onCancel: {
+            self.resumeCapacityWaiter(id, with: false)
+        }
+    }
+
+    /// Resumes the waiter `id` if it is still waiting.
+    private func resumeCapacityWaiter(_ id: UInt64, with result: Bool) {
+        let continuation = queue.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard let index = state.capacityWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.capacityWaiters.remove(at: index).continuation
+        }
+        continuation?.resume(returning: result)
+    }
+
+    /// After a commit: lets in as many waiters as there is room for, oldest first.
+    private func admitWaiters() {
+        let limit = max(1, configuration.maxQueuedWrites)
+        let admitted = queue.withLock { state -> [CheckedContinuation<Bool, Never>] in
+            let room = state.stopped ? state.capacityWaiters.count : max(0, limit - state.pending.count)
+            let count = min(room, state.capacityWaiters.count)
+            guard count > 0 else { return [] }
+            defer { state.capacityWaiters.removeFirst(count) }
+            return state.capacityWaiters.prefix(count).map(\.continuation)
+        }
+        for continuation in admitted { continuation.resume(returning: true) }
     }
 
     /// Commits one batch on GRDB's writer queue. Not cancellable on purpose: shutdown must still commit.
@@ -327,6 +393,9 @@ struct WriteQueue {
     var submitted: UInt64 = 0
     var completed: UInt64 = 0
     var waiters: [(target: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
+    /// Callers of `waitForWriteCapacity`, first come first served; `true` = room was made.
+    var capacityWaiters: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)] = []
+    var nextWaiterID: UInt64 = 0
     var started = false
     var stopped = false
 }

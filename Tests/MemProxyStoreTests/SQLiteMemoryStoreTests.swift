@@ -263,3 +263,24 @@ import Testing
         }
     }
 }
+
+@Suite struct WriteQueueBoundTests {
+    /// At `maxQueuedWrites` a caller waits; it gets `false` when the writer makes no room in time, and is let in
+    /// once the writer commits. Nothing submitted is dropped.
+    @Test func aFullQueueHoldsCallersUntilTheWriterMakesRoom() async throws {
+        let store = try makeStore { $0.maxQueuedWrites = 3 }
+        #expect(await store.waitForWriteCapacity(timeout: .seconds(30)))
+        for index in 0..<3 {
+            store.submit(exchange(user: "note number \(index)", assistant: "noted", at: Double(index)))
+        }
+        // No writer runs yet: the queue stays full and the wait times out.
+        #expect(await store.waitForWriteCapacity(timeout: .milliseconds(20)) == false)
+        async let admitted = store.waitForWriteCapacity(timeout: .seconds(60))
+        try await withWriter(store) {
+            await store.flush()
+        }
+        #expect(await admitted)
+        #expect(try store.memories(session: "s1").count == 6)
+        #expect(await store.waitForWriteCapacity(timeout: .seconds(30)))
+    }
+}

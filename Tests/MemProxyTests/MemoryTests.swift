@@ -6,6 +6,7 @@ import MemProxyStore
 import MemProxyUpstream
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// A fresh SQLite store in a temporary file.
@@ -307,6 +308,52 @@ struct StoreFailureTests {
             #expect(response.status == 503)
             let error = try #require(try jsonObject(text)["error"] as? [String: Any])
             #expect(error["code"] as? String == "memory_unavailable")
+            #expect(proxy.fake.requests.isEmpty)
+        }
+    }
+}
+
+/// A store whose write queue stays full: recall works, `waitForWriteCapacity` always times out. Counts submits.
+final class BackloggedStore: MemoryStore {
+    let submits = Mutex(0)
+    let waits = Mutex(0)
+    func recall(session: String, query: String, limit: Int) async throws -> [RecalledMemory] {
+        [RecalledMemory(memory: Memory(sessionID: session, type: .semantic, content: "the user's dog is Rex", createdAt: Date(), source: "api"), score: 1)]
+    }
+    func submit(_ exchange: ExchangeRecord) { submits.withLock { $0 += 1 } }
+    func submit(_ injection: InjectionRecord) { submits.withLock { $0 += 1 } }
+    func flush() async {}
+    func waitForWriteCapacity(timeout: Duration) async -> Bool {
+        waits.withLock { $0 += 1 }
+        return false
+    }
+}
+
+@Suite("Write backlog", .timeLimit(.minutes(1)))
+struct WriteBacklogTests {
+    @Test("a full write queue: the request is proxied with memory injected, nothing is stored, and the response says so")
+    func backlogFailsOpenWithoutStoring() async throws {
+        let store = BackloggedStore()
+        try await withProxy(memoryStore: store) { proxy in
+            let (response, text) = try await proxy.chat("what is my dog called?", session: "s")
+            #expect(response.status == 200)
+            #expect(response.header("X-Memory-Error") == "store_backlog")
+            #expect(response.header("X-Memory-Injected") == "1")
+            #expect(text.contains("echo: what is my dog called?"))
+            #expect(proxy.lastUpstreamBody.contains("the user's dog is Rex"))
+            #expect(store.waits.withLock { $0 } == 1)
+            #expect(store.submits.withLock { $0 } == 0)
+        }
+    }
+
+    @Test("a full write queue with fail_open = false answers 503 memory_unavailable and forwards nothing")
+    func backlogFailsClosed() async throws {
+        try await withProxy(memoryStore: BackloggedStore(), configure: { config, _ in config.memory.failOpen = false }) { proxy in
+            let (response, text) = try await proxy.chat("hello", session: "s")
+            #expect(response.status == 503)
+            let error = try #require(try jsonObject(text)["error"] as? [String: Any])
+            #expect(error["code"] as? String == "memory_unavailable")
+            #expect((error["message"] as? String)?.contains("max_queued_writes") == true)
             #expect(proxy.fake.requests.isEmpty)
         }
     }
