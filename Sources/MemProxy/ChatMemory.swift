@@ -88,6 +88,16 @@ struct ChatMemory: Sendable {
         var storeFailed: Bool
     }
 
+    /// 503 `memory_unavailable` (with `memory.fail_open = false`), starting with `reason`.
+    static func memoryUnavailable(_ reason: String) -> OpenAIError {
+        OpenAIError(
+            status: .serviceUnavailable,
+            message: reason + ", and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
+            type: "server_error",
+            code: "memory_unavailable"
+        )
+    }
+
     /// Whether the store's write queue is full (`memory.max_queued_writes`) even after waiting up to
     /// `memory.recall_timeout_ms`: the request must then submit nothing. Throws 503 `memory_unavailable` instead
     /// with `memory.fail_open = false`.
@@ -100,12 +110,7 @@ struct ChatMemory: Sendable {
             metadata: ["memory.max_queued_writes": .stringConvertible(self.configuration.maxQueuedWrites)]
         )
         guard self.configuration.failOpen else {
-            throw OpenAIError(
-                status: .serviceUnavailable,
-                message: "The memory writer is behind (memory.max_queued_writes is reached), and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
-                type: "server_error",
-                code: "memory_unavailable"
-            )
+            throw Self.memoryUnavailable("The memory writer is behind (memory.max_queued_writes is reached)")
         }
         return true
     }
@@ -137,12 +142,7 @@ struct ChatMemory: Sendable {
                 metadata: ["memory.session": .string(session), "error": .string("\(error)")]
             )
             guard self.configuration.failOpen else {
-                throw OpenAIError(
-                    status: .serviceUnavailable,
-                    message: "The memory store is unavailable, and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
-                    type: "server_error",
-                    code: "memory_unavailable"
-                )
+                throw Self.memoryUnavailable("The memory store is unavailable")
             }
             return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: true)
         }
