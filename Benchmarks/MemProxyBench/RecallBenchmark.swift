@@ -15,6 +15,9 @@ struct RecallBenchmark {
     let configurationNames: [String]
     /// Extra configurations (`--try "near=0.4;depth=10"`), as in the LoCoMo benchmark.
     let tryVariants: [String]
+    /// `--compact yes`: merge the full-text index into one segment before measuring (what the writer does
+    /// when idle after enough growth; see `IndexMaintenance`).
+    let compact: Bool
 
     init(options: Options) throws {
         sizes = try options.ints("sizes", default: [10_000, 100_000])
@@ -24,6 +27,7 @@ struct RecallBenchmark {
         existingDatabase = options.value("db")
         configurationNames = options.string("configs", default: "baseline,default").split(separator: ",").map(String.init)
         tryVariants = options.value("try")?.split(separator: ";").map(String.init) ?? []
+        compact = options.string("compact", default: "no") == "yes"
     }
 
     func run() async throws {
@@ -49,6 +53,11 @@ struct RecallBenchmark {
             let generator = SyntheticText(seed: 42)
             if existingDatabase == nil {
                 try load(try SQLiteMemoryStore(configuration: .init(path: path), logger: logger), total: size, inSession: inSession, text: generator)
+            }
+            if compact {
+                let start = ContinuousClock.now
+                let steps = try await SQLiteMemoryStore(configuration: .init(path: path), logger: logger).compactIndex()
+                print("  compacted the index of \(size) in \(ContinuousClock.now - start) (\(steps) merge steps)")
             }
             let stores = try configurations.map { configuration in
                 var storeConfiguration = SQLiteMemoryStore.Configuration(path: path)

@@ -27,6 +27,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         /// ``waitForWriteCapacity(timeout:)`` makes new requests wait for the writer. `submit` itself never
         /// blocks or drops.
         public var maxQueuedWrites: Int = 50_000
+        /// Items the writer commits between two looks at the full-text index's fragmentation (tests lower it).
+        var indexCheckEvery = 500
         /// How recall ranks memories (neighbourhood, dates, temporal questions, feedback, type weights); the
         /// defaults are the best measured configuration. Unusable values fall back to their defaults: check
         /// ``RecallSettings/problems`` when loading configuration.
@@ -50,6 +52,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     let logger: Logger
     let metrics: StoreMetrics
     private let queue: Mutex<WriteQueue>
+    /// The writer's bookkeeping for merging the full-text index when idle (see ``IndexMaintenance``).
+    let indexMaintenance: Mutex<IndexMaintenance>
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -100,6 +104,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         }
         self.dbPool = pool
         self.queue = Mutex(WriteQueue())
+        self.indexMaintenance = Mutex(IndexMaintenance(checkEvery: configuration.indexCheckEvery))
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -192,7 +197,9 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let wake = self.wake
         await withGracefulShutdownHandler {
             for await _ in self.wakeups {
-                await self.drain()
+                let committed = await self.drain()
+                self.indexMaintenance.withLock { $0.itemsSinceCheck += committed }
+                await self.maintainIndex()
             }
         } onGracefulShutdown: {
             wake.finish()
@@ -281,9 +288,11 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         wake.yield()
     }
 
-    /// Commits batches until the queue is empty.
-    private func drain() async {
+    /// Commits batches until the queue is empty; the number of items committed.
+    @discardableResult
+    private func drain() async -> Int {
         let maxBatch = max(1, configuration.maxBatch)
+        var committed = 0
         while true {
             let batch = queue.withLock { state -> [WriteItem] in
                 let count = min(maxBatch, state.pending.count)
@@ -292,7 +301,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                 state.pending.removeFirst(count)
                 return batch
             }
-            if batch.isEmpty { return }
+            if batch.isEmpty { return committed }
+            committed += batch.count
             metrics.batchSize.record(batch.count)
             await commit(batch)
             let (ready, depth) = queue.withLock { state -> ([CheckedContinuation<Void, Never>], Int) in
@@ -308,6 +318,64 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             metrics.queueDepth.record(depth)
             for continuation in ready { continuation.resume() }
             admitWaiters()
+        }
+    }
+
+    // MARK: - Index maintenance
+
+    /// While the queue is empty: checks the full-text index recall reads and, when ``IndexMaintenance`` says a
+    /// full merge is due, merges it step by step, returning as soon as a write is queued.
+    private func maintainIndex() async {
+        // Only the writer task changes it once running: work on a copy, store it back at the end.
+        var state = indexMaintenance.withLock { $0 }
+        defer { indexMaintenance.withLock { $0 = state } }
+        let table = IndexMaintenance.table(for: recallSettings)
+        let idle = { self.queue.withLock { $0.pending.isEmpty } }
+        do {
+            if !state.merging, state.needsCheck, idle() {
+                let (rows, segments) = try await dbPool.read { db in
+                    (
+                        try Int.fetchOne(db, sql: "SELECT coalesce(sum(memory_count), 0) FROM sessions") ?? 0,
+                        try IndexMaintenance.segments(of: table, in: db)
+                    )
+                }
+                state.checked(rows: rows, segments: segments)
+                if state.merging {
+                    logger.info(
+                        "memory.index_merge_started",
+                        metadata: ["memory.index": "\(table)", "memory.segments": "\(segments)", "memory.rows": "\(rows)"]
+                    )
+                }
+            }
+            while state.merging, idle() {
+                let finished = try await dbPool.write { db in try IndexMaintenance.step(table: table, in: db) }
+                if finished {
+                    state.merging = false
+                    let rows = try await dbPool.read { db in
+                        try Int.fetchOne(db, sql: "SELECT coalesce(sum(memory_count), 0) FROM sessions") ?? 0
+                    }
+                    state.rowsAtLastMerge = rows
+                    logger.info("memory.index_merged", metadata: ["memory.index": "\(table)", "memory.rows": "\(rows)"])
+                }
+            }
+        } catch {
+            // Only recall speed depends on it: log, and try again after the next checkEvery items.
+            state.merging = false
+            logger.warning("memory.index_merge_failed", metadata: ["memory.index": "\(table)", "error": "\(error)"])
+        }
+    }
+
+    /// Merges the full-text index recall reads into one segment now, whatever its history (what the writer does
+    /// in its idle time when ``IndexMaintenance`` says so). For benchmarks and offline maintenance.
+    ///
+    /// - Returns: The number of merge steps taken.
+    @discardableResult
+    public func compactIndex() async throws -> Int {
+        let table = IndexMaintenance.table(for: recallSettings)
+        var steps = 0
+        while true {
+            steps += 1
+            if try await dbPool.write({ db in try IndexMaintenance.step(table: table, in: db) }) { return steps }
         }
     }
 
