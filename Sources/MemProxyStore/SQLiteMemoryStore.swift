@@ -202,6 +202,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                 await self.maintainIndex()
             }
         } onGracefulShutdown: {
+            // An index merge in progress stops at its next step: shutdown only waits for queued writes.
+            self.queue.withLock { $0.shuttingDown = true }
             wake.finish()
         }
         // Graceful shutdown or cancellation: commit whatever is still queued.
@@ -330,7 +332,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         var state = indexMaintenance.withLock { $0 }
         defer { indexMaintenance.withLock { $0 = state } }
         let table = IndexMaintenance.table(for: recallSettings)
-        let idle = { self.queue.withLock { $0.pending.isEmpty } }
+        let idle = { !Task.isCancelled && self.queue.withLock { $0.pending.isEmpty && !$0.shuttingDown } }
         do {
             if !state.merging, state.needsCheck, idle() {
                 let (rows, segments) = try await dbPool.read { db in
@@ -466,6 +468,8 @@ struct WriteQueue {
     var nextWaiterID: UInt64 = 0
     var started = false
     var stopped = false
+    /// Graceful shutdown has begun: no more index maintenance.
+    var shuttingDown = false
 }
 
 enum WriteItem: Sendable {
