@@ -33,11 +33,8 @@ struct IndexMaintenance {
     /// Pages of merged data written per step (a few milliseconds).
     static let pagesPerStep = 200
 
-    /// The FTS5 table recall reads with these settings.
-    static func table(for settings: RecallSettings) -> String {
-        settings.nearWeight == 0 && settings.farWeight == 0 && settings.dateWeight == 0
-            ? "memories_fts" : NeighbourIndex.table
-    }
+    /// The FTS5 table recall reads.
+    static let table = NeighbourIndex.table
 
     /// The number of segments of `table`.
     static func segments(of table: String, in db: Database) throws -> Int {

@@ -2,8 +2,8 @@ import GRDB
 
 /// The SQL of the neighbourhood full-text index (schema `v2`).
 ///
-/// v1's `memories_fts` (each memory's own text, external content) stays as it was: plain bm25 recall and any
-/// other reader of it see no change. Next to it, every memory is also indexed in `memories_context_fts` with
+/// (v1's `memories_fts`, an index of each memory's own text, was dropped by migration `v4`: the `content` column
+/// here serves the same purpose.) Next to it, every memory is also indexed in `memories_context_fts` with
 /// four columns:
 /// - `content`: its own text;
 /// - `near`: the text of the memory just before and just after it in its session's timeline;

@@ -94,8 +94,8 @@ enum Recall {
 
 /// Ranks one session's non-procedural memories for one query.
 ///
-/// With neighbour and date weights at 0 it ranks v1's `memories_fts` (each memory's own text) exactly as v1
-/// did; otherwise `memories_context_fts`, restricted to the columns whose weight is above 0.
+/// It ranks `memories_context_fts`, restricted to the columns whose weight is above 0 (with neighbour and date
+/// weights at 0: each memory's own text, ranked as v1's `memories_fts` ranked it; v4 dropped that index).
 struct Ranker {
     let db: Database
     let session: String
@@ -133,16 +133,10 @@ struct Ranker {
         let all: [(NeighbourIndex.Column, Double)] = [
             (.content, 1), (.near, settings.nearWeight), (.far, settings.farWeight), (.date, settings.dateWeight),
         ]
-        if all.dropFirst().allSatisfy({ $0.1 == 0 }) {
-            table = "memories_fts"
-            columns = []
-            weights = []
-        } else {
-            table = NeighbourIndex.table
-            // No column filter when every column is in use (the filter would change nothing).
-            columns = all.allSatisfy { $0.1 > 0 } ? [] : all.filter { $0.1 > 0 }.map(\.0.rawValue)
-            weights = all.map(\.1)
-        }
+        table = NeighbourIndex.table
+        // No column filter when every column is in use (the filter would change nothing).
+        columns = all.allSatisfy { $0.1 > 0 } ? [] : all.filter { $0.1 > 0 }.map(\.0.rawValue)
+        weights = all.map(\.1)
         budget = max(1, settings.candidateBudget)
         probeLimit = max(1, settings.probeLimit)
         // Each neighbour slot in use repeats a memory's text in another row of the ranked table, so a term in a

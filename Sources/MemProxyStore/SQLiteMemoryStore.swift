@@ -331,7 +331,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         // Only the writer task changes it once running: work on a copy, store it back at the end.
         var state = indexMaintenance.withLock { $0 }
         defer { indexMaintenance.withLock { $0 = state } }
-        let table = IndexMaintenance.table(for: recallSettings)
+        let table = IndexMaintenance.table
         let idle = { !Task.isCancelled && self.queue.withLock { $0.pending.isEmpty && !$0.shuttingDown } }
         do {
             if !state.merging, state.needsCheck, idle() {
@@ -373,7 +373,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     /// - Returns: The number of merge steps taken.
     @discardableResult
     public func compactIndex() async throws -> Int {
-        let table = IndexMaintenance.table(for: recallSettings)
+        let table = IndexMaintenance.table
         var steps = 0
         while true {
             steps += 1

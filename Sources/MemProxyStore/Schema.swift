@@ -110,6 +110,19 @@ enum Schema {
             try db.execute(sql: "DROP TRIGGER memories_context_fts_insert")
             try db.execute(sql: NeighbourIndex.deferrableInsertTrigger)
         }
+        migrator.registerMigration("v4") { db in
+            // v1's index of each memory's own text is no longer read: recall ranks the neighbourhood index, and
+            // with neighbour and date weights at 0 its `content` column gives the same ranking (`SessionBM25`
+            // counts lengths over the ranked columns only). Maintaining it cost about 20% of the writer's time.
+            try db.execute(
+                sql: """
+                    DROP TRIGGER memories_fts_insert;
+                    DROP TRIGGER memories_fts_delete;
+                    DROP TRIGGER memories_fts_update;
+                    DROP TABLE memories_fts;
+                    """
+            )
+        }
         return migrator
     }
 

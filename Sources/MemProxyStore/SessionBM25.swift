@@ -5,6 +5,9 @@ import GRDBSQLite
 /// `memproxy_bm25(table, k, w1 … wk, idf1 … idfp)`: an FTS5 auxiliary function that scores the current row
 /// with FTS5's own bm25 formula (k1 = 1.2, b = 0.75, column weights, the row's length against the table's
 /// average), but with the inverse document frequency of each of the query's `p` phrases supplied by the caller.
+/// Lengths count the ranked columns only: a column whose weight is 0 is left out of both the row's length and
+/// the average (with every weight above 0 this is exactly `bm25()`; with only `content` ranked it is `bm25()`
+/// on an index of the memories' own text).
 ///
 /// Why: the built-in `bm25()` computes each phrase's document frequency by walking that phrase's whole doclist
 /// (`xQueryPhrase`) once per query, across every session in the table, even when the query itself is
@@ -68,9 +71,27 @@ enum SessionBM25 {
         var tokens: sqlite3_int64 = 0
         var instances: Int32 = 0
         var length: Int32 = 0
-        guard rowCountOf(fts, &rows) == SQLITE_OK, totalSize(fts, -1, &tokens) == SQLITE_OK,
-            instCountOf(fts, &instances) == SQLITE_OK, columnSize(fts, -1, &length) == SQLITE_OK
-        else {
+        var statisticsRead = rowCountOf(fts, &rows) == SQLITE_OK && instCountOf(fts, &instances) == SQLITE_OK
+        let ranksEveryColumn = (0..<weightCount).allSatisfy { sqlite3_value_double(argv[1 + $0]) > 0 }
+        if ranksEveryColumn {
+            statisticsRead = statisticsRead && totalSize(fts, -1, &tokens) == SQLITE_OK
+                && columnSize(fts, -1, &length) == SQLITE_OK
+        } else if let columnCountOf = api.xColumnCount {
+            // Only the ranked columns: weight above 0, or beyond the weights given (which weigh 1).
+            for column in 0..<columnCountOf(fts) where Int(column) >= weightCount
+                || sqlite3_value_double(argv[1 + Int(column)]) > 0
+            {
+                var columnTokens: sqlite3_int64 = 0
+                var columnLength: Int32 = 0
+                statisticsRead = statisticsRead && totalSize(fts, column, &columnTokens) == SQLITE_OK
+                    && columnSize(fts, column, &columnLength) == SQLITE_OK
+                tokens += columnTokens
+                length += columnLength
+            }
+        } else {
+            statisticsRead = false
+        }
+        guard statisticsRead else {
             sqlite3_result_error(context, "memproxy_bm25: cannot read the row's statistics", -1)
             return
         }

@@ -7,16 +7,19 @@ import Testing
 
 /// The management SQL against the real schema: the FTS5 index follows edits and deletes, forgetting is exact.
 @Suite struct ManagementTests {
-    /// FTS rowids matching `term`, straight from the index (an external-content index can hold dangling rows).
+    /// Rowids whose own text (the index's `content` column) matches `term`, straight from the index.
     func indexed(_ store: SQLiteMemoryStore, _ term: String) throws -> [Int64] {
         try store.dbPool.read { db in
-            try Int64.fetchAll(db, sql: "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", arguments: [term])
+            try Int64.fetchAll(
+                db, sql: "SELECT rowid FROM memories_context_fts WHERE memories_context_fts MATCH ?",
+                arguments: ["content: " + term]
+            )
         }
     }
 
     func integrityCheck(_ store: SQLiteMemoryStore) throws {
         try store.dbPool.write { db in
-            try db.execute(sql: "INSERT INTO memories_fts(memories_fts, rank) VALUES ('integrity-check', 1)")
+            try db.execute(sql: "INSERT INTO memories_context_fts(memories_context_fts, rank) VALUES ('integrity-check', 1)")
         }
     }
 
@@ -76,7 +79,7 @@ import Testing
                 rows += try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT rowid, * FROM memories_fts
+                        SELECT rowid, * FROM memories_context_fts
                         WHERE rowid >> 32 IN (SELECT key FROM sessions WHERE session_id != ?) ORDER BY 1
                         """,
                     arguments: [session]
@@ -98,7 +101,7 @@ import Testing
         }
         #expect(leftovers == [0, 0, 0, 0])
         let s2Indexed = try await store.dbPool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM memories_fts WHERE rowid >> 32 = ?", arguments: [s2Key])
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM memories_context_fts WHERE rowid >> 32 = ?", arguments: [s2Key])
         }
         #expect(s2Indexed == 0)
         try integrityCheck(store)

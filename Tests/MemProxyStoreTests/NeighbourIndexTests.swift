@@ -148,15 +148,19 @@ import Testing
         }
         let store = try makeStore(path: path)
         let applied = try await store.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3"])
+        #expect(applied == ["v1", "v2", "v3", "v4"])
         try await expectIndexIsExact(store)
         #expect(words(try await indexRows(store, session: "s1")["third words"]?.near) == ["fourth", "second", "words", "words"])
-        // v1's index is untouched and still follows writes.
+        // v4 dropped v1's index; the neighbourhood index follows writes.
         try store.insert([memory("sixth words", at: 10)])
-        let sixth = try await store.dbPool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM memories_fts WHERE memories_fts MATCH 'sixth'")
+        let (sixth, v1Index) = try await store.dbPool.read { db in
+            (
+                try Int.fetchOne(db, sql: "SELECT count(*) FROM memories_context_fts WHERE memories_context_fts MATCH 'content: sixth'"),
+                try db.tableExists("memories_fts")
+            )
         }
         #expect(sixth == 1)
+        #expect(!v1Index)
         let found = try await store.recall(session: "s1", query: "fifth", limit: 3)
         #expect(found.first?.memory.content == "procedural rule")
         #expect(found.dropFirst().first?.memory.content == "fifth")
@@ -337,7 +341,6 @@ func expectIndexIsExact(_ store: SQLiteMemoryStore, sourceLocation: SourceLocati
     }
     try await store.dbPool.write { db in
         try db.execute(sql: "INSERT INTO memories_context_fts(memories_context_fts, rank) VALUES ('integrity-check', 1)")
-        try db.execute(sql: "INSERT INTO memories_fts(memories_fts, rank) VALUES ('integrity-check', 1)")
     }
 }
 

@@ -17,7 +17,7 @@ import Testing
         let reopened = try makeStore(path: path)
         #expect(try reopened.memories(session: "s1").map(\.content) == ["the dog is called Rex"])
         let applied = try reopened.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3"])
+        #expect(applied == ["v1", "v2", "v3", "v4"])
     }
 
     @Test func unopenableFileSaysWhichPathAndWhatToDo() {
@@ -248,7 +248,6 @@ import Testing
         }
         #expect(try await store.recall(session: "s1", query: "giraffe", limit: 5).isEmpty)
         try await store.dbPool.write { db in
-            try db.execute(sql: "INSERT INTO memories_fts(memories_fts, rank) VALUES ('integrity-check', 1)")
             try db.execute(sql: "INSERT INTO memories_context_fts(memories_context_fts, rank) VALUES ('integrity-check', 1)")
         }
     }

@@ -6,8 +6,9 @@ import Testing
 
 /// `memproxy_bm25`: FTS5's bm25 with caller-supplied statistics, and recall ranking by each session's own.
 @Suite struct SessionBM25Tests {
-    /// With the table-wide document frequencies it gives exactly what the built-in `bm25()` gives, row for row,
-    /// with and without column weights.
+    /// With the table-wide document frequencies it gives exactly what the built-in `bm25()` gives, row for row:
+    /// on the neighbourhood index with every column ranked, and with only `content` ranked (the baseline), where
+    /// it must equal `bm25()` on an index of the memories' own text alone (what v1's `memories_fts` was).
     @Test func equalsBuiltInBM25GivenTheSameStatistics() async throws {
         let store = try makeStore()
         var random = SeededRandom(seed: 42)
@@ -20,35 +21,51 @@ import Testing
         }
         try store.insert(memories)
         let terms = ["apple", "river", "tea"]
-        let match = FTSQueryBuilder.matchExpression(terms: terms)!
+        try await store.dbPool.write { db in
+            try db.execute(sql: "CREATE VIRTUAL TABLE own_text USING fts5(content, tokenize = 'porter unicode61')")
+            try db.execute(sql: "INSERT INTO own_text(rowid, content) SELECT seq, content FROM memories")
+        }
         try await store.dbPool.read { db in
-            for (table, weights) in [("memories_fts", [Double]()), (NeighbourIndex.table, [1, 0.5, 0.4, 1])] {
-                let rows = try Double.fetchOne(db, sql: "SELECT count(*) FROM \(table)")!
+            let table = NeighbourIndex.table
+            let rows = try Double.fetchOne(db, sql: "SELECT count(*) FROM \(table)")!
+            // (reference table, its bm25 call, weights for memproxy_bm25, column filter)
+            let cases: [(String, String, [Double], [String])] = [
+                (table, "bm25(\(table), 1, 0.5, 0.4, 1)", [1, 0.5, 0.4, 1], []),
+                ("own_text", "bm25(own_text)", [1, 0, 0, 0], ["content"]),
+            ]
+            for (reference, builtIn, weights, columns) in cases {
                 var idfs: [Double] = []
                 for term in terms {
                     let df = try Double.fetchOne(
-                        db, sql: "SELECT count(*) FROM \(table) WHERE \(table) MATCH ?",
+                        db, sql: "SELECT count(*) FROM \(reference) WHERE \(reference) MATCH ?",
                         arguments: [FTSQueryBuilder.quoted(term)]
                     )!
                     idfs.append(SessionBM25.fts5IDF(documentFrequency: df, rows: rows))
                 }
-                let builtIn = weights.isEmpty ? "bm25(\(table))" : "bm25(\(table), 1, 0.5, 0.4, 1)"
+                let expected = try Dictionary(
+                    uniqueKeysWithValues: Row.fetchAll(
+                        db, sql: "SELECT rowid, \(builtIn) FROM \(reference) WHERE \(reference) MATCH ?",
+                        arguments: [FTSQueryBuilder.matchExpression(terms: terms)!]
+                    ).map { ($0[0] as Int64, $0[1] as Double) }
+                )
                 var arguments: StatementArguments = [weights.count]
                 arguments += StatementArguments(weights)
                 arguments += StatementArguments(idfs)
-                arguments += [match]
-                let pairs = try Row.fetchAll(
+                arguments += [FTSQueryBuilder.matchExpression(terms: terms, columns: columns)!]
+                let actual = try Row.fetchAll(
                     db,
                     sql: """
-                        SELECT \(builtIn), memproxy_bm25(\(table), ?\(String(repeating: ", ?", count: weights.count + idfs.count)))
+                        SELECT rowid, memproxy_bm25(\(table), ?\(String(repeating: ", ?", count: weights.count + idfs.count)))
                         FROM \(table) WHERE \(table) MATCH ?
                         """,
                     arguments: arguments
                 )
-                #expect(pairs.count > 20)
-                for pair in pairs {
-                    let (expected, actual): (Double, Double) = (pair[0], pair[1])
-                    #expect(abs(expected - actual) <= 1e-9 * max(1, abs(expected)), "\(table): \(expected) vs \(actual)")
+                #expect(expected.count > 20)
+                #expect(actual.count == expected.count, "\(reference): same rows")
+                for row in actual {
+                    let (rowid, score): (Int64, Double) = (row[0], row[1])
+                    let reference = try #require(expected[rowid])
+                    #expect(abs(reference - score) <= 1e-9 * max(1, abs(reference)), "\(builtIn): \(reference) vs \(score)")
                 }
             }
         }
@@ -61,7 +78,11 @@ import Testing
         await #expect(throws: DatabaseError.self) {
             try await store.dbPool.read { db in
                 try Double.fetchAll(
-                    db, sql: "SELECT memproxy_bm25(memories_fts, 0, 1.0) FROM memories_fts WHERE memories_fts MATCH ?",
+                    db,
+                    sql: """
+                        SELECT memproxy_bm25(memories_context_fts, 0, 1.0) FROM memories_context_fts
+                        WHERE memories_context_fts MATCH ?
+                        """,
                     arguments: ["\"apple\" OR \"pie\""]
                 )
             }

@@ -123,7 +123,7 @@ def test_sigkill_during_write_heavy_load_loses_nothing_acknowledged(proxies, fak
     try:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         # The FTS5 index agrees with its content table (raises if not).
-        connection.execute("INSERT INTO memories_fts(memories_fts) VALUES ('integrity-check')")
+        connection.execute("INSERT INTO memories_context_fts(memories_context_fts) VALUES ('integrity-check')")
     finally:
         connection.close()
     stored = exchanges_by_id(proxy.db, [acknowledged[o.request_id] for o in must_survive])
