@@ -96,6 +96,13 @@ extension ProxyConfiguration {
             guard value > 0 else { throw ConfigurationError("memory.recall_timeout_ms must be greater than 0") }
             config.memory.recallTimeoutMs = value
         },
+        Key(section: "memory", name: "injection_retention_days") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.injection_retention_days")
+            guard value >= 0 else {
+                throw ConfigurationError("memory.injection_retention_days must be 0 (keep forever) or more")
+            }
+            config.memory.injectionRetentionDays = value
+        },
         Key(section: "memory", name: "max_queued_writes") { config, raw throws(ConfigurationError) in
             let value = try raw.int("memory.max_queued_writes")
             guard value > 0 else { throw ConfigurationError("memory.max_queued_writes must be greater than 0") }

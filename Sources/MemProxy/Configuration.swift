@@ -25,6 +25,7 @@ import TOMLKit
 /// - `memory.fail_open` (bool, true): when the store fails, forward without memory instead of answering 503.
 /// - `memory.store_exchanges` (bool, true): store each successful exchange as episodic memory.
 /// - `memory.recall_timeout_ms` (int, 250): a recall slower than this counts as a store failure (fail-open rules).
+/// - `memory.injection_retention_days` (int, 30): injection records older than this are deleted (0 = keep).
 /// - `memory.max_queued_writes` (int, 50000): the writer's queue bound; past it, a request waits up to
 ///   `recall_timeout_ms` for room, then is proxied without storing anything (`X-Memory-Error: store_backlog`),
 ///   or answered 503 `memory_unavailable` with `fail_open = false`.
@@ -61,6 +62,7 @@ public struct ProxyConfiguration: Sendable {
         public var failOpen = true
         public var recallTimeoutMs = 250
         public var maxQueuedWrites = 50_000
+        public var injectionRetentionDays = 30
         public var storeExchanges = true
     }
 

@@ -29,6 +29,9 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         public var maxQueuedWrites: Int = 50_000
         /// Items the writer commits between two looks at the full-text index's fragmentation (tests lower it).
         var indexCheckEvery = 500
+        /// Injection records older than this many days are deleted by the writer when idle (at most hourly);
+        /// 0 keeps them forever.
+        public var injectionRetentionDays: Int = 30
         /// How recall ranks memories (neighbourhood, dates, temporal questions, feedback, type weights); the
         /// defaults are the best measured configuration. Unusable values fall back to their defaults: check
         /// ``RecallSettings/problems`` when loading configuration.
@@ -54,6 +57,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     private let queue: Mutex<WriteQueue>
     /// The writer's bookkeeping for merging the full-text index when idle (see ``IndexMaintenance``).
     let indexMaintenance: Mutex<IndexMaintenance>
+    /// When the writer last pruned old injection records.
+    private let lastInjectionPrune = Mutex<ContinuousClock.Instant?>(nil)
     private let wakeups: AsyncStream<Void>
     private let wake: AsyncStream<Void>.Continuation
 
@@ -200,6 +205,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                 let committed = await self.drain()
                 self.indexMaintenance.withLock { $0.itemsSinceCheck += committed }
                 await self.maintainIndex()
+                await self.pruneInjectionsIfDue()
             }
         } onGracefulShutdown: {
             // An index merge in progress stops at its next step: shutdown only waits for queued writes.
@@ -378,6 +384,63 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         while true {
             steps += 1
             if try await dbPool.write({ db in try IndexMaintenance.step(table: table, in: db) }) { return steps }
+        }
+    }
+
+    // MARK: - Injection retention
+
+    /// At the first idle moment, then at most hourly: ``pruneInjections(now:)``, logging what it deleted.
+    private func pruneInjectionsIfDue() async {
+        guard configuration.injectionRetentionDays > 0 else { return }
+        let now = ContinuousClock.now
+        let due = lastInjectionPrune.withLock { last in
+            guard last.map({ now - $0 >= .seconds(3600) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            let deleted = try await pruneInjections(now: Date())
+            if deleted > 0 {
+                logger.info(
+                    "memory.injections_pruned",
+                    metadata: [
+                        "memory.deleted": "\(deleted)",
+                        "memory.injection_retention_days": "\(configuration.injectionRetentionDays)",
+                    ]
+                )
+            }
+        } catch {
+            logger.warning("memory.injections_prune_failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Deletes injection records created more than `injectionRetentionDays` before `now`, oldest first, 1,000
+    /// per short transaction, stopping early when writes are queued (the next pass continues). Records are
+    /// appended in time order, so the oldest by `seq` are the oldest by time (no index on `created_at` needed).
+    ///
+    /// - Parameter now: The current time.
+    /// - Returns: How many records were deleted.
+    @discardableResult
+    func pruneInjections(now: Date) async throws -> Int {
+        let days = configuration.injectionRetentionDays
+        guard days > 0 else { return 0 }
+        let cutoff = now.timeIntervalSince1970 - Double(days) * 86_400
+        let chunk = 1_000
+        var total = 0
+        while true {
+            let deleted = try await dbPool.write { db in
+                try db.execute(
+                    sql: """
+                        DELETE FROM injections
+                        WHERE seq IN (SELECT seq FROM injections ORDER BY seq LIMIT ?) AND created_at < ?
+                        """,
+                    arguments: [chunk, cutoff]
+                )
+                return db.changesCount
+            }
+            total += deleted
+            if deleted < chunk || !queue.withLock({ $0.pending.isEmpty && !$0.shuttingDown }) { return total }
         }
     }
 

@@ -42,17 +42,18 @@ import Testing
         let merged = try await withWriter(store) { () async throws -> Int in
             store.submit(exchange(user: "one more note", assistant: "noted", at: 100))
             await store.flush()
-            // Poll (bounded) for the idle writer to finish merging.
+            // Poll (bounded) for the idle writer to finish merging and record it.
             let deadline = ContinuousClock.now + .seconds(60)
+            func done() -> Bool { store.indexMaintenance.withLock { !$0.merging && $0.rowsAtLastMerge == 42 } }
             var count = try await segments()
-            while count > 1, ContinuousClock.now < deadline {
+            while count > 1 || !done(), ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(10))
                 count = try await segments()
             }
+            #expect(done())
             return count
         }
         #expect(merged == 1)
-        #expect(store.indexMaintenance.withLock { !$0.merging && $0.rowsAtLastMerge == 42 })
         try await store.dbPool.write { db in
             try db.execute(sql: "INSERT INTO memories_context_fts(memories_context_fts, rank) VALUES('integrity-check', 1)")
         }

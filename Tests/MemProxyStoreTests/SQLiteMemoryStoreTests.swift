@@ -283,3 +283,70 @@ import Testing
         #expect(await store.waitForWriteCapacity(timeout: .seconds(30)))
     }
 }
+
+@Suite struct InjectionRetentionTests {
+    func injection(_ request: String, daysAgo: Double, now: Date) -> InjectionRecord {
+        InjectionRecord(
+            requestID: request, sessionID: "s1", createdAt: now - daysAgo * 86_400, model: "m", memoryIDs: [],
+            scores: [], tokens: 0, recallMs: 0, block: "<memory>\n</memory>"
+        )
+    }
+
+    /// Records older than the retention go, oldest first and across several 1,000-row chunks; newer ones stay.
+    /// (Pruned as of 40 days from now: the writer's own pass, as of the real now, finds nothing to delete.)
+    @Test func oldInjectionRecordsAreDeleted() async throws {
+        let now = Date() + 40 * 86_400
+        let store = try makeStore { $0.injectionRetentionDays = 30 }
+        try await withWriter(store) {
+            for index in 0..<2_500 { store.submit(injection("old-\(index)", daysAgo: 45 - Double(index) / 1_000, now: now)) }
+            store.submit(injection("edge", daysAgo: 29.9, now: now))
+            store.submit(injection("new", daysAgo: 1, now: now))
+            await store.flush()
+        }
+        #expect(try await store.pruneInjections(now: now) == 2_500)
+        #expect(try store.injections(session: "s1", limit: 10).map(\.requestID) == ["new", "edge"])
+        #expect(try await store.pruneInjections(now: now) == 0)
+    }
+
+    /// The writer prunes on its own at its first idle moment.
+    @Test func theWriterPrunesWhenIdle() async throws {
+        let now = Date()
+        let store = try makeStore { $0.injectionRetentionDays = 7 }
+        try await store.dbPool.write { db in
+            for index in 0..<5 {
+                try db.execute(
+                    sql: """
+                        INSERT INTO injections(request_id, session_id, created_at, model, memory_ids, scores, tokens,
+                                               recall_ms, block)
+                        VALUES (?, 's1', ?, 'm', '[]', '[]', 0, 0, '')
+                        """,
+                    arguments: ["old-\(index)", now.timeIntervalSince1970 - 10 * 86_400]
+                )
+            }
+        }
+        let remaining = try await withWriter(store) { () async throws -> [String] in
+            store.submit(injection("fresh", daysAgo: 0, now: now))
+            await store.flush()
+            // Poll (bounded) for the idle writer's pass.
+            let deadline = ContinuousClock.now + .seconds(30)
+            var ids = try store.injections(session: "s1", limit: 10).map(\.requestID)
+            while ids.count > 1, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+                ids = try store.injections(session: "s1", limit: 10).map(\.requestID)
+            }
+            return ids
+        }
+        #expect(remaining == ["fresh"])
+    }
+
+    @Test func zeroKeepsThemForever() async throws {
+        let now = Date()
+        let store = try makeStore { $0.injectionRetentionDays = 0 }
+        try await withWriter(store) {
+            store.submit(injection("ancient", daysAgo: 4_000, now: now))
+            await store.flush()
+        }
+        #expect(try await store.pruneInjections(now: now) == 0)
+        #expect(try store.injections(session: "s1", limit: 10).count == 1)
+    }
+}
