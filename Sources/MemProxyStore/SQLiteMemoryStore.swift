@@ -366,6 +366,9 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                     logger.info("memory.index_merged", metadata: ["memory.index": "\(table)", "memory.rows": "\(rows)"])
                 }
             }
+        } catch is CancellationError {
+            // Shutting down: the merge resumes in the next process, once it is due again.
+            state.merging = false
         } catch {
             // Only recall speed depends on it: log, and try again after the next checkEvery items.
             state.merging = false
@@ -410,6 +413,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                     ]
                 )
             }
+        } catch is CancellationError {
+            // Shutting down: the next process prunes.
         } catch {
             logger.warning("memory.injections_prune_failed", metadata: ["error": "\(error)"])
         }
