@@ -165,22 +165,21 @@ struct ChatMemory: Sendable {
             ]
         )
         logger.debug("memory.injected_text", metadata: ["memory.block": .string(block.text)])
-        guard record else {
-            return Injection(body: ByteBuffer(bytes: edited.serialized()), block: block, recallMs: recallMs, storeFailed: false)
-        }
-        self.store.submit(
-            InjectionRecord(
-                requestID: requestID,
-                sessionID: session,
-                createdAt: Date(),
-                model: chat.model,
-                memoryIDs: block.memories.map(\.id),
-                scores: block.memories.map(\.score),
-                tokens: block.tokens,
-                recallMs: recallMs,
-                block: block.text
+        if record {
+            self.store.submit(
+                InjectionRecord(
+                    requestID: requestID,
+                    sessionID: session,
+                    createdAt: Date(),
+                    model: chat.model,
+                    memoryIDs: block.memories.map(\.id),
+                    scores: block.memories.map(\.score),
+                    tokens: block.tokens,
+                    recallMs: recallMs,
+                    block: block.text
+                )
             )
-        )
+        }
         return Injection(body: ByteBuffer(bytes: edited.serialized()), block: block, recallMs: recallMs, storeFailed: false)
     }
 

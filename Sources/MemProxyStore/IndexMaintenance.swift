@@ -36,6 +36,11 @@ struct IndexMaintenance {
     /// The FTS5 table recall reads.
     static let table = NeighbourIndex.table
 
+    /// Memories in the store (from the per-session counters).
+    static func memoryCount(in db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT coalesce(sum(memory_count), 0) FROM sessions") ?? 0
+    }
+
     /// The number of segments of `table`.
     static func segments(of table: String, in db: Database) throws -> Int {
         try Int.fetchOne(db, sql: "SELECT count(DISTINCT segid) FROM \(table)_idx") ?? 0

@@ -322,7 +322,7 @@ struct Ranker {
         for (rank, term) in probed.enumerated() {
             let df = try documentFrequency(term)
             guard df.counted > 0, df.estimated <= Double(commonDF) else { continue }
-            let idf = SessionBM25.idf(documentFrequency: df.estimated, rows: Double(max(sessionRows, 1)))
+            let idf = self.idf(df)
             weighted.append((term, Double(documentCount[term] ?? 0) * idf, df, rank))
         }
         weighted.sort { $0.weight != $1.weight ? $0.weight > $1.weight : $0.rank < $1.rank }
