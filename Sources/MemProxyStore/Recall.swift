@@ -49,6 +49,30 @@ enum Recall {
         return procedural.map { RecalledMemory(memory: $0, score: lead) } + ranked
     }
 
+    /// In one pass over the session's in-memory index (``RecallIndexCache``): its procedural memories (newest
+    /// first, at most `proceduralLimit`) and, with a query, its best other memories for it (at most `limit`, or
+    /// `limit` minus the procedural ones with `proceduralCountsTowardLimit`).
+    static func context(
+        _ db: Database,
+        cache: RecallIndexCache,
+        session: String,
+        query: RecallQuery?,
+        limit: Int,
+        proceduralLimit: Int,
+        proceduralCountsTowardLimit: Bool = false,
+        settings: RecallSettings
+    ) throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
+        try cache.withIndex(db, session: session) { index in
+            let procedural = index.proceduralRows.reversed().prefix(max(0, proceduralLimit))
+                .map { index.documents[Int($0)].memory }
+            let rankedLimit = proceduralCountsTowardLimit ? limit - procedural.count : limit
+            guard let query, rankedLimit > 0, !query.terms.isEmpty else { return ((procedural, []), [:]) }
+            let engine = RecallEngine(index: index, settings: settings, tokenizer: cache.tokenizer)
+            let (ranked, frequencies) = engine.rank(query, limit: rankedLimit)
+            return ((procedural, ranked), frequencies)
+        } ?? ([], [])
+    }
+
     /// The session's procedural memories, newest first.
     static func procedural(_ db: Database, session: String, limit: Int) throws -> [Memory] {
         guard limit > 0 else { return [] }
@@ -160,6 +184,18 @@ struct Ranker {
         if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
             candidates = try addFeedback(to: candidates, queryTerms: first.terms, depth: depth)
         }
+        return Self.rescore(candidates, query: query, limit: limit, settings: settings)
+    }
+
+    /// Step 5: type weight and temporal boost on each candidate's relevance, then the `limit` best (ties: newer
+    /// first). Shared with ``RecallEngine``.
+    static func rescore(
+        _ candidates: [Candidate],
+        query: RecallQuery,
+        limit: Int,
+        settings: RecallSettings
+    ) -> [RecalledMemory] {
+        var candidates = candidates
         for index in candidates.indices {
             var score = candidates[index].relevance
             if candidates[index].memory.type == .semantic { score *= settings.semanticWeight }

@@ -36,6 +36,9 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         /// defaults are the best measured configuration. Unusable values fall back to their defaults: check
         /// ``RecallSettings/problems`` when loading configuration.
         public var recall = RecallSettings()
+        /// The most memories recall keeps in memory across sessions (``RecallIndexCache``); least recently used
+        /// sessions are dropped first.
+        public var maxCachedMemories: Int = 500_000
 
         /// Creates a configuration with defaults.
         ///
@@ -52,6 +55,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     /// `configuration.recall`, sanitized once.
     let recallSettings: RecallSettings
     let dbPool: DatabasePool
+    /// Recall's in-memory session indexes.
+    let recallCache: RecallIndexCache
     let logger: Logger
     let metrics: StoreMetrics
     let queue: Mutex<WriteQueue>
@@ -108,6 +113,15 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             )
         }
         self.dbPool = pool
+        do {
+            self.recallCache = try RecallIndexCache(maxMemories: configuration.maxCachedMemories)
+        } catch {
+            throw MemoryStoreError(
+                .cannotOpen,
+                "this SQLite library has no FTS5 porter tokenizer, which recall needs: install a SQLite built with FTS5",
+                cause: error
+            )
+        }
         self.queue = Mutex(WriteQueue())
         self.indexMaintenance = Mutex(IndexMaintenance(checkEvery: configuration.indexCheckEvery))
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -132,8 +146,16 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let start = ContinuousClock.now
         let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
+        let cache = recallCache
         return try await dbPool.read { db in
-            try Recall.run(db, session: session, query: recallQuery, limit: limit, settings: settings)
+            let (procedural, recalled) = try Recall.context(
+                db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
+                proceduralCountsTowardLimit: true, settings: settings
+            )
+            // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
+            // never increase down the list.
+            let lead = max(1, recalled.first?.score ?? 1)
+            return procedural.map { RecalledMemory(memory: $0, score: lead) } + recalled
         }
     }
 
@@ -146,11 +168,12 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let start = ContinuousClock.now
         let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
+        let cache = recallCache
         return try await dbPool.read { db in
-            let procedural = try Recall.procedural(db, session: session, limit: proceduralLimit)
-            guard let recallQuery, limit > 0 else { return (procedural, []) }
-            let ranked = try Recall.ranked(db, session: session, query: recallQuery, limit: limit, settings: settings)
-            return (procedural, ranked)
+            try Recall.context(
+                db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
+                settings: settings
+            )
         }
     }
 

@@ -123,6 +123,22 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v5") { db in
+            // Recall ranks an in-memory copy of each session (`RecallIndexCache`), extended by the rows inserted
+            // since it was built. Any other change to a session's memories, by whoever makes it, bumps the
+            // session's `revision`, and the next recall rebuilds that session's copy.
+            try db.execute(
+                sql: """
+                    ALTER TABLE sessions ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+                    CREATE TRIGGER memories_revision_update AFTER UPDATE ON memories BEGIN
+                        UPDATE sessions SET revision = revision + 1 WHERE session_id = new.session_id;
+                    END;
+                    CREATE TRIGGER memories_revision_delete AFTER DELETE ON memories BEGIN
+                        UPDATE sessions SET revision = revision + 1 WHERE session_id = old.session_id;
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 

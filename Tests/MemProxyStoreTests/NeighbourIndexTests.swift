@@ -148,7 +148,7 @@ import Testing
         }
         let store = try makeStore(path: path)
         let applied = try await store.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5"])
         try await expectIndexIsExact(store)
         #expect(words(try await indexRows(store, session: "s1")["third words"]?.near) == ["fourth", "second", "words", "words"])
         // v4 dropped v1's index; the neighbourhood index follows writes.

@@ -1,0 +1,246 @@
+import Foundation
+import MemProxyCore
+
+/// Ranks one session's non-procedural memories for one query over its in-memory ``SessionIndex``.
+///
+/// The rules are those the SQL ranker (`Ranker`, over the neighbourhood FTS5 index) applied, with exact
+/// counts where it estimated:
+/// 1. Each query term's document frequency in the session: rows holding it in a column in use (weight above 0).
+/// 2. Pruning: terms taken rarest first while their summed frequency fits `candidateBudget` (at least one term),
+///    skipping common ones (`commonTermFraction`), at most `maxQueryTerms`.
+/// 3. Bound: when more rows match than the budget, only the newest `candidateBudget` are ranked.
+/// 4. BM25 (k1 = 1.2, b = 0.75) with column weights over own text, neighbours and date, each term's idf from
+///    the session's own statistics (``SessionBM25/idf(documentFrequency:rows:)``), lengths over the ranked
+///    columns against the session's average.
+/// 5. Re-score: semantic weight, temporal boost, optional pseudo-relevance feedback; ties: newer first.
+struct RecallEngine {
+    let index: SessionIndex
+    let settings: RecallSettings
+    let tokenizer: TextTokenizer
+    private let weights: (content: Double, near: Double, far: Double, date: Double)
+    private let mask: UInt64
+    private let budget: Int
+    private let commonDF: Int
+
+    init(index: SessionIndex, settings: RecallSettings, tokenizer: TextTokenizer) {
+        self.index = index
+        self.settings = settings
+        self.tokenizer = tokenizer
+        weights = (1, settings.nearWeight, settings.farWeight, settings.dateWeight)
+        mask = (weights.near > 0 ? 1 : 0) | (weights.far > 0 ? 2 : 0) | (weights.date > 0 ? 4 : 0)
+        budget = max(1, settings.candidateBudget)
+        let slots = (settings.nearWeight > 0 ? 2 : 0)
+            + (settings.farWeight > 0 ? 2 * (NeighbourIndex.farRadius - 1) : 0)
+        commonDF = (1 + slots) * max(settings.minCommonDF, Int(Double(index.count) * settings.commonTermFraction))
+    }
+
+    /// The `limit` best non-procedural memories for `query`, best first, and the document frequencies computed
+    /// (for the index's cache).
+    func rank(_ query: RecallQuery, limit: Int) -> (memories: [RecalledMemory], frequencies: [UInt64: Int]) {
+        var computed: [UInt64: Int] = [:]
+        guard limit > 0, index.count > 0 else { return ([], computed) }
+        let depth = limit + max(0, settings.rerankDepth)
+        var frequencies: [(term: UInt32, df: Int)] = []
+        // Two words with one stem ("runs", "running") stay two terms, as they were two phrases in FTS5.
+        for word in query.terms.prefix(settings.maxProbedTerms) {
+            for token in tokenizer.queryTokens(of: word) {
+                guard let term = index.termID(token) else { continue }
+                let df = frequency(term, computed: &computed)
+                if df > 0 { frequencies.append((term, df)) }
+            }
+        }
+        guard !frequencies.isEmpty else { return ([], computed) }
+        frequencies.sort { $0.df != $1.df ? $0.df < $1.df : $0.term < $1.term }
+        var kept: [(term: UInt32, idf: Double)] = []
+        var estimatedRows = 0
+        for (term, df) in frequencies {
+            if !kept.isEmpty && (estimatedRows + df > budget || df > commonDF) { break }
+            kept.append((term, idf(df)))
+            estimatedRows += df
+            if kept.count >= settings.maxQueryTerms { break }
+        }
+        var candidates = rankRows(kept, depth: depth)
+        if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
+            candidates = addFeedback(to: candidates, queryTerms: Set(kept.map(\.term)), depth: depth, computed: &computed)
+        }
+        return (Ranker.rescore(candidates, query: query, limit: limit, settings: settings), computed)
+    }
+
+    // MARK: - Rows
+
+    private func idf(_ df: Int) -> Double {
+        SessionBM25.idf(documentFrequency: Double(df), rows: Double(max(index.count, 1)))
+    }
+
+    /// Rows holding `term` in a column in use, as a bitmap over the documents.
+    private func rows(_ term: UInt32, into bits: inout [UInt64]) {
+        let count = index.count
+        let documents = index.documents
+        func set(_ row: Int) {
+            if row >= 0 && row < count { bits[row >> 6] |= 1 << UInt64(row & 63) }
+        }
+        for position in index.postings(of: term) {
+            let document = documents[Int(position)]
+            let row = Int(position)
+            if SessionIndex.frequency(of: term, in: document.content) > 0
+                || (weights.date > 0 && SessionIndex.frequency(of: term, in: document.date) > 0)
+            {
+                set(row)
+            }
+            if weights.near + weights.far > 0, SessionIndex.frequency(of: term, in: document.capped) > 0 {
+                if weights.near > 0 {
+                    set(row - 1)
+                    set(row + 1)
+                }
+                if weights.far > 0 {
+                    for distance in 2...NeighbourIndex.farRadius {
+                        set(row - distance)
+                        set(row + distance)
+                    }
+                }
+            }
+        }
+    }
+
+    private func frequency(_ term: UInt32, computed: inout [UInt64: Int]) -> Int {
+        let key = UInt64(term) << 8 | mask
+        if let known = index.cachedFrequency(key) ?? computed[key] { return known }
+        var bits = [UInt64](repeating: 0, count: (index.count + 63) / 64)
+        rows(term, into: &bits)
+        let df = bits.reduce(0) { $0 + $1.nonzeroBitCount }
+        computed[key] = df
+        return df
+    }
+
+    /// Scores the rows matching any of `terms` (the newest `candidateBudget` of them) and returns the `depth`
+    /// best non-procedural ones.
+    private func rankRows(_ terms: [(term: UInt32, idf: Double)], depth: Int) -> [Ranker.Candidate] {
+        guard !terms.isEmpty else { return [] }
+        let documents = index.documents
+        var bits = [UInt64](repeating: 0, count: (index.count + 63) / 64)
+        for (term, _) in terms { rows(term, into: &bits) }
+        var rows: [Int] = []
+        for (word, value) in bits.enumerated() where value != 0 {
+            var remaining = value
+            while remaining != 0 {
+                rows.append(word << 6 | remaining.trailingZeroBitCount)
+                remaining &= remaining - 1
+            }
+        }
+        if rows.count > budget {
+            rows.sort { documents[$0].seq > documents[$1].seq }
+            rows.removeLast(rows.count - budget)
+        }
+        let rowCount = Double(max(index.count, 1))
+        var tokens = Double(index.contentTotal)
+        if weights.near > 0 { tokens += Double(index.nearTotal) }
+        if weights.far > 0 { tokens += Double(index.farTotal) }
+        if weights.date > 0 { tokens += Double(index.dateTotal) }
+        let averageLength = tokens > 0 ? tokens / rowCount : 1
+        let (k1, b) = (SessionBM25.k1, SessionBM25.b)
+        var scored: [(row: Int, score: Double)] = []
+        scored.reserveCapacity(rows.count)
+        for row in rows where !documents[row].isProcedural {
+            let document = documents[row]
+            var length = Double(document.contentLength)
+            if weights.date > 0 { length += Double(document.dateLength) }
+            var near: [Int] = []
+            var far: [Int] = []
+            if weights.near > 0 { near = [row - 1, row + 1].filter { $0 >= 0 && $0 < documents.count } }
+            if weights.far > 0 {
+                far = (2...NeighbourIndex.farRadius).flatMap { [row - $0, row + $0] }
+                    .filter { $0 >= 0 && $0 < documents.count }
+            }
+            for neighbour in near + far { length += Double(documents[neighbour].cappedLength) }
+            let norm = k1 * (1 - b + b * length / averageLength)
+            var score = 0.0
+            for (term, idf) in terms {
+                var frequency = Double(SessionIndex.frequency(of: term, in: document.content))
+                if weights.date > 0 {
+                    frequency += weights.date * Double(SessionIndex.frequency(of: term, in: document.date))
+                }
+                for neighbour in near {
+                    frequency += weights.near * Double(SessionIndex.frequency(of: term, in: documents[neighbour].capped))
+                }
+                for neighbour in far {
+                    frequency += weights.far * Double(SessionIndex.frequency(of: term, in: documents[neighbour].capped))
+                }
+                if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
+            }
+            scored.append((row, score))
+        }
+        scored.sort { a, b in
+            a.score != b.score ? a.score > b.score : documents[a.row].seq > documents[b.row].seq
+        }
+        return scored.prefix(depth).map { entry in
+            let document = documents[entry.row]
+            return Ranker.Candidate(memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
+        }
+    }
+
+    // MARK: - Pseudo-relevance feedback
+
+    /// Expands the query with the most characteristic words of the best `feedbackDocuments` candidates and adds
+    /// `feedbackWeight` × the expansion query's relevance to every candidate's (as the SQL ranker did).
+    private func addFeedback(
+        to candidates: [Ranker.Candidate],
+        queryTerms: Set<UInt32>,
+        depth: Int,
+        computed: inout [UInt64: Int]
+    ) -> [Ranker.Candidate] {
+        let best = candidates.sorted { $0.relevance > $1.relevance }.prefix(settings.feedbackDocuments)
+        guard !best.isEmpty else { return candidates }
+        var documentCount: [UInt32: Int] = [:]
+        var order: [UInt32] = []
+        for candidate in best {
+            var inThis = Set<UInt32>()
+            for word in FTSQueryBuilder.terms(from: candidate.memory.content) where word.count >= 3 {
+                for token in tokenizer.queryTokens(of: word) {
+                    guard let term = index.termID(token), !queryTerms.contains(term), inThis.insert(term).inserted
+                    else { continue }
+                    if documentCount[term] == nil { order.append(term) }
+                    documentCount[term, default: 0] += 1
+                }
+            }
+        }
+        let probed = order.enumerated()
+            .sorted { a, b in
+                let (ca, cb) = (documentCount[a.element] ?? 0, documentCount[b.element] ?? 0)
+                return ca != cb ? ca > cb : a.offset < b.offset
+            }
+            .prefix(settings.feedbackTerms * 2)
+            .map(\.element)
+        var weighted: [(term: UInt32, weight: Double, df: Int, rank: Int)] = []
+        for (rank, term) in probed.enumerated() {
+            let df = frequency(term, computed: &computed)
+            guard df > 0, df <= commonDF else { continue }
+            weighted.append((term, Double(documentCount[term] ?? 0) * idf(df), df, rank))
+        }
+        weighted.sort { $0.weight != $1.weight ? $0.weight > $1.weight : $0.rank < $1.rank }
+        var expansion: [(term: UInt32, idf: Double)] = []
+        var estimatedRows = 0
+        for entry in weighted {
+            if !expansion.isEmpty && estimatedRows + entry.df > budget { break }
+            expansion.append((entry.term, idf(entry.df)))
+            estimatedRows += entry.df
+            if expansion.count >= settings.feedbackTerms { break }
+        }
+        let expanded = rankRows(expansion, depth: depth)
+        guard !expanded.isEmpty else { return candidates }
+        var merged = candidates
+        var position: [Int64: Int] = [:]
+        for (offset, candidate) in merged.enumerated() { position[candidate.seq] = offset }
+        for candidate in expanded {
+            let added = settings.feedbackWeight * candidate.relevance
+            if let offset = position[candidate.seq] {
+                merged[offset].relevance += added
+            } else {
+                var extra = candidate
+                extra.relevance = added
+                position[extra.seq] = merged.count
+                merged.append(extra)
+            }
+        }
+        return merged
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// The in-memory recall indexes (``SessionIndex``) of recently used sessions, kept in step with the database.
+///
+/// Every recall reads its session's row (`key`, `next_seq`, `revision`) in the same read transaction as
+/// everything else, and brings the session's index up to that state first: rows inserted since are appended
+/// (the common case: an exchange was just stored), and any update or delete of the session's memories
+/// (`revision`, bumped by triggers, schema v5) or an insert that lands earlier in the timeline rebuilds it
+/// from the table. So the index always reflects what the database holds, whoever wrote it (the writer, the
+/// memory API, the CLI from another process).
+///
+/// The cache holds at most ``maxMemories`` memories (least recently used sessions are dropped first; the
+/// session in use is always kept, however large).
+final class RecallIndexCache: Sendable {
+    let tokenizer: TextTokenizer
+    let maxMemories: Int
+    private let state: Mutex<State>
+
+    private struct State {
+        var entries: [String: Entry] = [:]
+        var clock: UInt64 = 0
+        var total = 0
+    }
+
+    /// One session's index, locked while it is brought up to date and ranked.
+    private final class Entry: @unchecked Sendable {
+        let lock = NSLock()
+        /// Guarded by `lock`.
+        var index: SessionIndex?
+        /// Guarded by the cache's state lock.
+        var lastUse: UInt64 = 0
+        var size = 0
+        var evicted = false
+    }
+
+    init(maxMemories: Int) throws {
+        tokenizer = try TextTokenizer()
+        self.maxMemories = max(0, maxMemories)
+        state = Mutex(State())
+    }
+
+    /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
+    /// session has no row (no memory was ever stored, or it was forgotten).
+    func withIndex<T>(
+        _ db: Database,
+        session: String,
+        _ body: (SessionIndex) throws -> (T, [UInt64: Int])
+    ) throws -> T? {
+        guard
+            let row = try Row.fetchOne(
+                db.cachedStatement(sql: "SELECT key, next_seq, revision FROM sessions WHERE session_id = ?"),
+                arguments: [session]
+            )
+        else {
+            drop(session)
+            return nil
+        }
+        let (key, nextSeq, revision): (Int64, Int64, Int64) = (row[0], row[1], row[2])
+        let entry = state.withLock { state -> Entry in
+            state.clock += 1
+            let entry = state.entries[session] ?? Entry()
+            if state.entries[session] == nil { state.entries[session] = entry }
+            entry.lastUse = state.clock
+            return entry
+        }
+        entry.lock.lock()
+        defer { entry.lock.unlock() }
+        var index: SessionIndex
+        if let cached = entry.index, cached.key == key, cached.revision >= revision {
+            index = cached
+            entry.index = nil  // unique owner while it is extended (no copy of its arrays)
+            if index.nextSeq < nextSeq, try !catchUp(&index, db: db, nextSeq: nextSeq) {
+                index = try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            }
+        } else {
+            index = try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+        }
+        let (result, frequencies) = try body(index)
+        for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }
+        let size = index.count
+        entry.index = index
+        resize(entry, to: size)
+        return result
+    }
+
+    /// Forgets a session's index.
+    func drop(_ session: String) {
+        state.withLock { state in
+            guard let entry = state.entries.removeValue(forKey: session) else { return }
+            state.total -= entry.size
+            entry.evicted = true
+        }
+    }
+
+    /// The number of memories cached (for tests and metrics).
+    var cachedMemories: Int { state.withLock { $0.total } }
+
+    private func resize(_ entry: Entry, to size: Int) {
+        state.withLock { state in
+            guard !entry.evicted else { return }
+            state.total += size - entry.size
+            entry.size = size
+            guard state.total > maxMemories else { return }
+            let victims = state.entries.filter { $0.value !== entry }.sorted { $0.value.lastUse < $1.value.lastUse }
+            for (session, victim) in victims {
+                guard state.total > maxMemories else { break }
+                state.entries.removeValue(forKey: session)
+                state.total -= victim.size
+                victim.evicted = true
+            }
+        }
+    }
+
+    private static let selectColumns = "\(Writer.memoryColumns), m.seq"
+
+    /// The session's index built from its rows.
+    private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws -> SessionIndex {
+        var index = SessionIndex(key: key, revision: revision, nextSeq: nextSeq)
+        let cursor = try Row.fetchCursor(
+            db.cachedStatement(
+                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.session_id = ? ORDER BY m.created_at, m.seq"
+            ),
+            arguments: [session]
+        )
+        while let row = try cursor.next() {
+            index.append(Writer.memory(from: row), seq: row[10], tokenizer: tokenizer)
+        }
+        return index
+    }
+
+    /// Appends the rows inserted since the index was built; false when one of them does not sort last (the
+    /// index must then be rebuilt).
+    private func catchUp(_ index: inout SessionIndex, db: Database, nextSeq: Int64) throws -> Bool {
+        let range = Schema.rowRange(sessionKey: index.key)
+        let rows = try Row.fetchAll(
+            db.cachedStatement(sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.seq BETWEEN ? AND ? ORDER BY m.seq"),
+            arguments: [range.lower | index.nextSeq, range.upper]
+        )
+        for row in rows {
+            let memory = Writer.memory(from: row)
+            let seq: Int64 = row[10]
+            guard index.sortsLast(createdAt: memory.createdAt.timeIntervalSince1970, seq: seq) else { return false }
+            index.append(memory, seq: seq, tokenizer: tokenizer)
+        }
+        index.nextSeq = nextSeq
+        return true
+    }
+}

@@ -1,0 +1,188 @@
+import Foundation
+
+/// One session's memories in timeline order (`created_at`, ties by `seq`), with the term counts recall ranks
+/// them by, in memory.
+///
+/// It holds what the neighbourhood index (`NeighbourIndex`, schema v2) holds, computed instead of stored: a
+/// memory's row is its own text (`content`), the first ``NeighbourIndex/maxNeighbourCharacters`` characters of the
+/// memories just before and after it (`near`), of the second and third before and after (`far`), and its date
+/// in words (`date`). Terms are FTS5's own `porter unicode61` tokens (``TextTokenizer``), so a row matches a term
+/// exactly when the FTS5 row would. ``RecallEngine`` ranks these rows; the in-memory form lets a recall read
+/// only its session, whatever else the database holds.
+struct SessionIndex {
+    /// One memory and its term counts. Counts are packed `term << 32 | count`, sorted by term.
+    struct Document {
+        var memory: Memory
+        var seq: Int64
+        var createdAt: Double
+        var isProcedural: Bool
+        var content: [UInt64]
+        /// The first `maxNeighbourCharacters` characters' counts (the same array when the text is that short).
+        var capped: [UInt64]
+        var date: [UInt64]
+        var contentLength: Int32
+        var cappedLength: Int32
+        var dateLength: Int32
+    }
+
+    /// The session's key (`sessions.key`), change counter (`sessions.revision`) and `next_seq` this index
+    /// reflects.
+    var key: Int64
+    var revision: Int64
+    var nextSeq: Int64
+
+    private(set) var documents: [Document] = []
+    /// Rows of the procedural memories, in timeline order.
+    private(set) var proceduralRows: [Int32] = []
+    private var termIDs: [String: UInt32] = [:]
+    /// Per term: the documents whose own text, capped text or date holds it, ascending.
+    private var postings: [[Int32]] = []
+    /// Column totals over all rows (what FTS5's `xColumnTotalSize` returns for a table of this session only).
+    private(set) var contentTotal = 0
+    private(set) var nearTotal = 0
+    private(set) var farTotal = 0
+    private(set) var dateTotal = 0
+    /// Document frequencies computed since the last change, by term and column mask.
+    private var frequencyCache: [UInt64: Int] = [:]
+
+    init(key: Int64, revision: Int64, nextSeq: Int64) {
+        self.key = key
+        self.revision = revision
+        self.nextSeq = nextSeq
+    }
+
+    var count: Int { documents.count }
+
+    /// Whether a memory at (`createdAt`, `seq`) sorts after every indexed memory (it can be appended).
+    func sortsLast(createdAt: Double, seq: Int64) -> Bool {
+        guard let last = documents.last else { return true }
+        return createdAt > last.createdAt || (createdAt == last.createdAt && seq > last.seq)
+    }
+
+    /// Appends a memory that sorts after every indexed one (check ``sortsLast(createdAt:seq:)``).
+    mutating func append(_ memory: Memory, seq: Int64, tokenizer: TextTokenizer) {
+        let text = memory.content
+        let tokens = tokenizer.tokens(of: text)
+        let content = pack(tokens.tokens)
+        var capped = content
+        var cappedLength = Int32(tokens.tokens.count)
+        let limit = NeighbourIndex.maxNeighbourCharacters
+        if text.utf8.count > limit, text.unicodeScalars.count > limit {
+            // SQLite's substr() counts characters (code points): the byte where the 513th one starts.
+            let cut = text.unicodeScalars.index(text.unicodeScalars.startIndex, offsetBy: limit)
+            let byteLimit = Int32(text.utf8.distance(from: text.utf8.startIndex, to: cut))
+            var kept: [String] = []
+            for index in tokens.tokens.indices {
+                if tokens.ends[index] <= byteLimit {
+                    kept.append(tokens.tokens[index])
+                } else {
+                    if tokens.starts[index] < byteLimit {
+                        // The token the cut goes through: what is left of it, tokenized alone.
+                        kept += tokenizer.tokens(of: text, bytes: Int(tokens.starts[index])..<Int(byteLimit))
+                    }
+                    break
+                }
+            }
+            capped = pack(kept)
+            cappedLength = Int32(kept.count)
+        }
+        let createdAt = memory.createdAt.timeIntervalSince1970
+        let dateTokens = tokenizer.tokens(of: Self.dateText(createdAt)).tokens
+        let document = Document(
+            memory: memory,
+            seq: seq,
+            createdAt: createdAt,
+            isProcedural: memory.type == .procedural,
+            content: content,
+            capped: capped,
+            date: pack(dateTokens),
+            contentLength: Int32(tokens.tokens.count),
+            cappedLength: cappedLength,
+            dateLength: Int32(dateTokens.count)
+        )
+        let index = documents.count
+        documents.append(document)
+        if document.isProcedural { proceduralRows.append(Int32(index)) }
+        var seen = Set<UInt32>()
+        for packed in document.content + document.capped + document.date {
+            let term = UInt32(packed >> 32)
+            if seen.insert(term).inserted { postings[Int(term)].append(Int32(index)) }
+        }
+        contentTotal += Int(document.contentLength)
+        dateTotal += Int(document.dateLength)
+        if index >= 1 { nearTotal += Int(cappedLength) + Int(documents[index - 1].cappedLength) }
+        for distance in 2...NeighbourIndex.farRadius where index - distance >= 0 {
+            farTotal += Int(cappedLength) + Int(documents[index - distance].cappedLength)
+        }
+        frequencyCache.removeAll(keepingCapacity: true)
+    }
+
+    /// The term's id, if any indexed text holds it.
+    func termID(_ term: String) -> UInt32? { termIDs[term] }
+
+    func postings(of term: UInt32) -> [Int32] { postings[Int(term)] }
+
+    func cachedFrequency(_ key: UInt64) -> Int? { frequencyCache[key] }
+
+    mutating func cacheFrequency(_ key: UInt64, _ value: Int) { frequencyCache[key] = value }
+
+    /// How many times `term` occurs in `counts` (binary search).
+    static func frequency(of term: UInt32, in counts: [UInt64]) -> Int {
+        var low = 0
+        var high = counts.count
+        while low < high {
+            let middle = (low + high) / 2
+            let found = UInt32(counts[middle] >> 32)
+            if found == term { return Int(counts[middle] & 0xFFFF_FFFF) }
+            if found < term { low = middle + 1 } else { high = middle }
+        }
+        return 0
+    }
+
+    private mutating func pack(_ tokens: [String]) -> [UInt64] {
+        guard !tokens.isEmpty else { return [] }
+        var ids: [UInt32] = []
+        ids.reserveCapacity(tokens.count)
+        for token in tokens {
+            if let id = termIDs[token] {
+                ids.append(id)
+            } else {
+                let id = UInt32(postings.count)
+                termIDs[token] = id
+                postings.append([])
+                ids.append(id)
+            }
+        }
+        ids.sort()
+        var packed: [UInt64] = []
+        var run = 0
+        for (offset, id) in ids.enumerated() {
+            run += 1
+            if offset + 1 == ids.count || ids[offset + 1] != id {
+                packed.append(UInt64(id) << 32 | UInt64(run))
+                run = 0
+            }
+        }
+        return packed
+    }
+
+    private static let months = [
+        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+        "November", "December",
+    ]
+
+    /// The date in words, e.g. `8 May 2023`, in UTC: what `NeighbourIndex.dateText` computes in SQL.
+    static func dateText(_ seconds: Double) -> String {
+        // Days since 1970-01-01 to a proleptic Gregorian civil date (H. Hinnant's `civil_from_days`).
+        let days = Int64((seconds / 86_400).rounded(.down)) + 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return "\(day) \(months[Int(month) - 1]) \(year)"
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+import MemProxyCore
+@testable import MemProxyStore
+import Testing
+
+/// Recall's in-memory engine (``RecallEngine`` over ``SessionIndex``, kept by ``RecallIndexCache``).
+@Suite struct RecallEngineTests {
+    static let words = [
+        "apple", "banana", "cherry", "dog", "park", "river", "piano", "garden", "tea", "rain", "running", "runs",
+        "café", "Zürich", "May", "2023", "walked", "walking", "naïve", "東京",
+    ]
+
+    /// Random text; some texts are longer than the 512 characters a neighbour contributes, cut inside a word.
+    static func text(_ random: inout SeededRandom) -> String {
+        let count = Int.random(in: 0...10, using: &random) == 0 ? Int.random(in: 60...120, using: &random)
+            : Int.random(in: 1...12, using: &random)
+        return (0..<count).map { _ in words[Int.random(in: 0..<words.count, using: &random)] }.joined(separator: " ")
+    }
+
+    /// On a single-session store (so FTS5's table-wide statistics are the session's), with every frequency
+    /// below the SQL ranker's probe cap, the in-memory engine ranks exactly as the SQL ranker over the
+    /// neighbourhood index did: same memories, same order, same scores, for the default and the baseline
+    /// settings. This pins tokenization (porter, diacritics, CJK), neighbour capping, dates, lengths and BM25.
+    @Test(arguments: [false, true]) func ranksLikeTheSQLRanker(baseline: Bool) async throws {
+        let store = try makeStore { if baseline { $0.recall = .baseline } }
+        var random = SeededRandom(seed: baseline ? 7 : 11)
+        var memories: [Memory] = []
+        for index in 0..<60 {
+            // Several days, with ties in created_at (exchanges store both halves at one time).
+            memories.append(memory(Self.text(&random), at: Double(index / 2) * 40_000))
+        }
+        try store.insert(memories)
+        let settings = store.recallSettings
+        for round in 0..<40 {
+            let count = Int.random(in: 1...4, using: &random)
+            var query = (0..<count).map { _ in Self.words[Int.random(in: 0..<Self.words.count, using: &random)] }
+                .joined(separator: " ")
+            if round % 5 == 0 { query += " when did we go?" }
+            let recallQuery = RecallQuery(text: query)
+            let (expected, actual) = try await store.dbPool.read { db in
+                let sql = try Recall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
+                let memory = try Recall.context(
+                    db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
+                    settings: settings
+                ).recalled
+                return (sql, memory)
+            }
+            #expect(actual.map(\.memory.id) == expected.map(\.memory.id), "query: \(query)")
+            for (a, e) in zip(actual, expected) {
+                #expect(abs(a.score - e.score) <= 1e-9 * max(1, abs(e.score)), "query: \(query)")
+            }
+        }
+    }
+
+    /// What the date column holds: the same words SQLite's strftime gives, across leap years and eras.
+    @Test func datesInWordsMatchSQLite() async throws {
+        let store = try makeStore()
+        try await store.dbPool.read { db in
+            let samples: [Double] = [0, 86_399.9, 951_782_400, 1_700_000_000, -1, -34_560_000, 4_102_444_800, 1_709_164_800]
+            for seconds in samples {
+                let sql = try String.fetchOne(db, sql: "SELECT \(NeighbourIndex.dateText("?1"))", arguments: [seconds])
+                #expect(SessionIndex.dateText(seconds) == sql, "seconds: \(seconds)")
+            }
+        }
+    }
+
+    /// The cache follows the database whoever writes it: rows appended since the last recall are found, an
+    /// edit or a delete (another process's, too: plain SQL here) rebuilds the session, and a forgotten session
+    /// recalls nothing.
+    @Test func cacheFollowsEveryChange() async throws {
+        // Own text only, so that a memory matches only by its own words.
+        let store = try makeStore { $0.recall = .baseline }
+        try store.insert([memory("the dog likes the park", at: 1), memory("tea in the garden", at: 2)])
+        func recall(_ query: String) async throws -> [String] {
+            try await store.recall(session: "s1", query: query, limit: 5).map(\.memory.content)
+        }
+        #expect(try await recall("dog") == ["the dog likes the park"])
+        try store.insert([memory("the dog swims in the river", at: 3)])
+        #expect(Set(try await recall("dog")) == ["the dog likes the park", "the dog swims in the river"])
+        // Inserted earlier in the timeline than what is cached: rebuilt, and found.
+        try store.insert([memory("a dog barked at dawn", at: 0)])
+        #expect(try await recall("barked") == ["a dog barked at dawn"])
+        try await store.dbPool.write { db in
+            try db.execute(sql: "UPDATE memories SET content = 'the cat likes the park' WHERE content = 'the dog likes the park'")
+            try db.execute(sql: "DELETE FROM memories WHERE content = 'the dog swims in the river'")
+        }
+        #expect(try await recall("dog") == ["a dog barked at dawn"])
+        #expect(try await recall("cat") == ["the cat likes the park"])
+        _ = try await store.forget(session: "s1")
+        #expect(try await recall("cat").isEmpty)
+        #expect(store.recallCache.cachedMemories == 0)
+        try store.insert([memory("a new cat", at: 9)])
+        #expect(try await recall("cat") == ["a new cat"])
+    }
+
+    /// The cache stays within its bound by dropping the least recently used sessions, and a dropped session
+    /// is rebuilt on its next recall with the same result.
+    @Test func cacheIsBounded() async throws {
+        let store = try makeStore { $0.maxCachedMemories = 25 }
+        for session in 0..<4 {
+            try store.insert((0..<10).map { memory("note \($0) about topic\(session)", session: "s\(session)", at: Double($0)) })
+        }
+        var first: [String: [String]] = [:]
+        for session in 0..<4 {
+            first["s\(session)"] = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3).map(\.memory.id)
+            #expect(store.recallCache.cachedMemories <= 25)
+        }
+        for session in 0..<4 {
+            let again = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3).map(\.memory.id)
+            #expect(again == first["s\(session)"])
+            #expect(again.count == 3)
+        }
+    }
+}
