@@ -41,7 +41,7 @@ struct MemProxyBench {
     static func usage() {
         let text = """
             usage: MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR]
-                                        [--db FILE] [--configs baseline,default] [--try "KNOB=VALUE,…;…"] [--compact yes]
+                                        [--db FILE] [--configs baseline,default] [--try "KNOB=VALUE,…;…"]
                    MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs NAME,…] [--try "KNOB=VALUE,…;…"]
                    MemProxyBench write [--exchanges 5000] [--existing 20000] [--reply-words 80]
             knobs for --try: near, far, date, temporal, feedback, feedback_terms, feedback_weight, budget, depth,

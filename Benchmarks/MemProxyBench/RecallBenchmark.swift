@@ -15,9 +15,6 @@ struct RecallBenchmark {
     let configurationNames: [String]
     /// Extra configurations (`--try "near=0.4;depth=10"`), as in the LoCoMo benchmark.
     let tryVariants: [String]
-    /// `--compact yes`: merge the full-text index into one segment before measuring (what the writer does
-    /// when idle after enough growth; see `IndexMaintenance`).
-    let compact: Bool
 
     init(options: Options) throws {
         sizes = try options.ints("sizes", default: [10_000, 100_000])
@@ -27,7 +24,6 @@ struct RecallBenchmark {
         existingDatabase = options.value("db")
         configurationNames = options.string("configs", default: "baseline,default").split(separator: ",").map(String.init)
         tryVariants = options.value("try")?.split(separator: ";").map(String.init) ?? []
-        compact = options.string("compact", default: "no") == "yes"
     }
 
     func run() async throws {
@@ -54,11 +50,6 @@ struct RecallBenchmark {
             if existingDatabase == nil {
                 try load(try SQLiteMemoryStore(configuration: .init(path: path), logger: logger), total: size, inSession: inSession, text: generator)
             }
-            if compact {
-                let start = ContinuousClock.now
-                let steps = try await SQLiteMemoryStore(configuration: .init(path: path), logger: logger).compactIndex()
-                print("  compacted the index of \(size) in \(ContinuousClock.now - start) (\(steps) merge steps)")
-            }
             let stores = try configurations.map { configuration in
                 var storeConfiguration = SQLiteMemoryStore.Configuration(path: path)
                 storeConfiguration.recall = configuration.settings
@@ -68,6 +59,12 @@ struct RecallBenchmark {
             var random = SplitMix64(seed: 7)
             let queryTexts = (0..<(queries + 100)).map { _ in
                 generator.sentence(words: 5 + Int(random.next() % 11), random: &random)
+            }
+            for store in stores {
+                // The first recall of a session builds its in-memory index from the table (after a restart).
+                let start = ContinuousClock.now
+                _ = try await store.recall(session: "bench-main", query: queryTexts[0], limit: limit)
+                print("  first recall of a \(inSession)-memory session (builds its index): \(ContinuousClock.now - start)")
             }
             for text in queryTexts.prefix(100) {  // warm-up
                 for store in stores { _ = try await store.recall(session: "bench-main", query: text, limit: limit) }

@@ -64,7 +64,7 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
     ///
     /// - Parameter memory: The memory; its id must be new.
     public func add(_ memory: Memory) async throws {
-        try await dbPool.write { db in try Writer.insert(memory, in: db) }
+        try await dbPool.write { db in _ = try Writer.insert(memory, in: db) }
     }
 
     /// Inserts memories in one transaction; see ``ManagedMemoryStore/importMemories(_:)``.
@@ -145,9 +145,6 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
     /// - Returns: How many memories were deleted.
     public func forget(session: String) async throws -> Int {
         try await dbPool.write { db in
-            // Dropping the session's neighbourhood index first spares the triggers re-indexing neighbours that
-            // are about to go too.
-            try NeighbourIndex.dropSessionIndex(session: session, in: db)
             try db.execute(sql: "DELETE FROM memories WHERE session_id = ?", arguments: [session])
             let deleted = db.changesCount
             try db.execute(sql: "DELETE FROM injections WHERE session_id = ?", arguments: [session])

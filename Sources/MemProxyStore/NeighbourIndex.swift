@@ -1,10 +1,8 @@
 import GRDB
 
-/// The SQL of the neighbourhood full-text index (schema `v2`).
+/// The neighbourhood of a memory, and the SQL of the full-text index that held it in schemas `v2`–`v5`.
 ///
-/// (v1's `memories_fts`, an index of each memory's own text, was dropped by migration `v4`: the `content` column
-/// here serves the same purpose.) Next to it, every memory is also indexed in `memories_context_fts` with
-/// four columns:
+/// Recall ranks each memory as a row of four columns:
 /// - `content`: its own text;
 /// - `near`: the text of the memory just before and just after it in its session's timeline;
 /// - `far`: the text of the second and third memories before and after it;
@@ -13,14 +11,10 @@ import GRDB
 /// The timeline of a session is `created_at` order, ties broken by `seq` (insertion order). Each
 /// neighbour contributes at most ``maxNeighbourCharacters`` characters.
 ///
-/// Triggers on `memories` keep the index exact for every write, whoever makes it (the writer, the memory API,
-/// plain SQL): inserting, deleting, editing or re-dating a memory re-indexes it and every memory within
-/// ``farRadius`` of its old and new positions. The work happens inside the writing transaction, never in
-/// recall. `memories_context_fts` keeps its own copy of the indexed text (it is not an external-content
-/// table), so a row is re-indexed without knowing what was indexed before.
-///
-/// Migration `v2` creates these objects from the constants below: changing one changes what `v2` would create,
-/// so such a change needs a new migration that drops and rebuilds them.
+/// Schemas `v2`–`v5` kept these rows in the FTS5 table `memories_context_fts`, re-indexed by triggers (and, from
+/// `v3`, once per writer batch) whenever a neighbour changed. Since `v6` they are computed in memory from each
+/// session's memories (``SessionIndex``, ranked by ``RecallEngine``, identically); the SQL below stays because
+/// the migrations that created and filled the table still run, in order, on every new database.
 enum NeighbourIndex {
     /// Neighbours on each side that feed `near` (distance 1) and `far` (distances 2…farRadius).
     static let farRadius = 3
@@ -110,7 +104,7 @@ enum NeighbourIndex {
 
     /// One row whose `deferred` flag, while set (1), makes the insert trigger skip a new memory entirely: the
     /// writer that set it indexes the new rows and re-indexes their neighbours itself, each row once per batch
-    /// (see ``Batch``). Only ever set inside a writing transaction, and cleared before that transaction
+    /// (schema v3's `NeighbourIndex.Batch`). Only ever set inside a writing transaction, and cleared before that transaction
     /// commits, so no other connection ever sees it set; with the flag clear (or the row missing) every write
     /// behaves exactly as under `v2`.
     static let createDeferralTable = """
@@ -131,82 +125,6 @@ enum NeighbourIndex {
             \(refresh(window("new.session_id", "new.created_at", "new.seq")));
         END
         """
-
-    /// Indexing of the memories one transaction inserts, deferred to the end of the transaction: every new
-    /// memory, and every memory within ``farRadius`` of one in the final timeline (the only rows whose
-    /// neighbours changed), is (re-)indexed exactly once, however many memories the batch appends next to it.
-    ///
-    /// Use: ``begin(in:)`` inside the transaction, ``inserted(_:)`` for each `seq` inserted, ``finish(in:)``
-    /// before the commit. If ``finish(in:)`` is never reached the transaction must roll back. Memories whose
-    /// insert was rolled back (a failed savepoint) are skipped. Updates and deletes made meanwhile keep their
-    /// triggers and stay exact.
-    struct Batch {
-        private var seqs: [Int64] = []
-
-        private init() {}
-
-        /// Sets the flag: from now on in this transaction, inserts into `memories` are not indexed by trigger.
-        static func begin(in db: Database) throws -> Batch {
-            try db.cachedStatement(sql: "UPDATE memories_context_deferral SET deferred = 1 WHERE id = 0").execute()
-            return Batch()
-        }
-
-        /// Records a memory inserted since ``begin(in:)``.
-        mutating func inserted(_ seq: Int64) {
-            seqs.append(seq)
-        }
-
-        /// Indexes the recorded memories and re-indexes their neighbours, then clears the flag.
-        func finish(in db: Database) throws {
-            var new = Set<Int64>()
-            var affected = Set<Int64>()
-            let position = try db.cachedStatement(sql: "SELECT session_id, created_at FROM memories WHERE seq = ?")
-            let around = try db.cachedStatement(sql: window("?1", "?2", "?3"))
-            for seq in seqs where !new.contains(seq) {
-                // Missing: its savepoint was rolled back, and the index never saw it.
-                guard let row = try Row.fetchOne(position, arguments: [seq]) else { continue }
-                new.insert(seq)
-                let session: String = row[0]
-                let createdAt: Double = row[1]
-                for neighbour in try Int64.fetchAll(around, arguments: [session, createdAt, seq]) {
-                    affected.insert(neighbour)
-                }
-            }
-            let insert = try db.cachedStatement(
-                sql: """
-                    INSERT INTO memories_context_fts(rowid, content, near, far, date)
-                    SELECT m.seq, m.content, c.near, c.far, \(dateText("m.created_at"))
-                    FROM memories AS m, memories_neighbour_text AS c WHERE m.seq = ?1 AND c.seq = ?1
-                    """
-            )
-            let update = try db.cachedStatement(sql: refresh("?"))
-            for seq in new.sorted() {
-                try insert.execute(arguments: [seq])
-            }
-            for seq in affected.subtracting(new).sorted() {
-                try update.execute(arguments: [seq])
-            }
-            try db.cachedStatement(sql: "UPDATE memories_context_deferral SET deferred = 0 WHERE id = 0").execute()
-        }
-    }
-
-    /// Removes the neighbourhood index rows of every memory of `session`. Only for deleting a whole session:
-    /// call it in the transaction that then runs `DELETE FROM memories WHERE session_id = ?`, whose triggers
-    /// find no neighbour rows left to re-index (about 4× faster for a large session than the triggers alone).
-    ///
-    /// - Parameters:
-    ///   - session: The session whose memories are about to be deleted.
-    ///   - db: A connection inside the deleting transaction.
-    static func dropSessionIndex(session: String, in db: Database) throws {
-        guard
-            let key = try Int64.fetchOne(
-                db.cachedStatement(sql: "SELECT key FROM sessions WHERE session_id = ?"), arguments: [session]
-            )
-        else { return }
-        let range = Schema.rowRange(sessionKey: key)
-        try db.cachedStatement(sql: "DELETE FROM memories_context_fts WHERE rowid BETWEEN ? AND ?")
-            .execute(arguments: [range.lower, range.upper])
-    }
 
     // MARK: - SQL builders
 

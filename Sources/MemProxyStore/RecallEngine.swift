@@ -3,14 +3,14 @@ import MemProxyCore
 
 /// Ranks one session's non-procedural memories for one query over its in-memory ``SessionIndex``.
 ///
-/// The rules are those the SQL ranker (`Ranker`, over the neighbourhood FTS5 index) applied, with exact
+/// The rules are those the SQL ranker of schemas v2–v5 (over the neighbourhood FTS5 index) applied, with exact
 /// counts where it estimated:
 /// 1. Each query term's document frequency in the session: rows holding it in a column in use (weight above 0).
 /// 2. Pruning: terms taken rarest first while their summed frequency fits `candidateBudget` (at least one term),
 ///    skipping common ones (`commonTermFraction`), at most `maxQueryTerms`.
 /// 3. Bound: when more rows match than the budget, only the newest `candidateBudget` are ranked.
 /// 4. BM25 (k1 = 1.2, b = 0.75) with column weights over own text, neighbours and date, each term's idf from
-///    the session's own statistics (``SessionBM25/idf(documentFrequency:rows:)``), lengths over the ranked
+///    the session's own statistics (``RecallScoring/idf(documentFrequency:rows:)``), lengths over the ranked
 ///    columns against the session's average.
 /// 5. Re-score: semantic weight, temporal boost, optional pseudo-relevance feedback; ties: newer first.
 struct RecallEngine {
@@ -63,39 +63,33 @@ struct RecallEngine {
         if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
             candidates = addFeedback(to: candidates, queryTerms: Set(kept.map(\.term)), depth: depth, computed: &computed)
         }
-        return (Ranker.rescore(candidates, query: query, limit: limit, settings: settings), computed)
+        return (RecallScoring.rescore(candidates, query: query, limit: limit, settings: settings), computed)
     }
 
     // MARK: - Rows
 
     private func idf(_ df: Int) -> Double {
-        SessionBM25.idf(documentFrequency: Double(df), rows: Double(max(index.count, 1)))
+        RecallScoring.idf(documentFrequency: Double(df), rows: Double(max(index.count, 1)))
     }
 
     /// Rows holding `term` in a column in use, as a bitmap over the documents.
     private func rows(_ term: UInt32, into bits: inout [UInt64]) {
         let count = index.count
-        let documents = index.documents
-        func set(_ row: Int) {
-            if row >= 0 && row < count { bits[row >> 6] |= 1 << UInt64(row & 63) }
-        }
-        for position in index.postings(of: term) {
-            let document = documents[Int(position)]
-            let row = Int(position)
-            if SessionIndex.frequency(of: term, in: document.content) > 0
-                || (weights.date > 0 && SessionIndex.frequency(of: term, in: document.date) > 0)
-            {
-                set(row)
-            }
-            if weights.near + weights.far > 0, SessionIndex.frequency(of: term, in: document.capped) > 0 {
-                if weights.near > 0 {
-                    set(row - 1)
-                    set(row + 1)
-                }
-                if weights.far > 0 {
-                    for distance in 2...NeighbourIndex.farRadius {
-                        set(row - distance)
-                        set(row + distance)
+        let radius = weights.far > 0 ? NeighbourIndex.farRadius : (weights.near > 0 ? 1 : 0)
+        let (near, far, date) = (weights.near > 0, weights.far > 0, weights.date > 0)
+        index.documents.withUnsafeBufferPointer { documents in
+            bits.withUnsafeMutableBufferPointer { bits in
+                for position in index.postings(of: term) {
+                    let row = Int(position)
+                    if SessionIndex.frequency(of: term, in: documents[row].content) > 0
+                        || (date && SessionIndex.frequency(of: term, in: documents[row].date) > 0)
+                    {
+                        bits[row >> 6] |= 1 << UInt64(row & 63)
+                    }
+                    guard radius > 0, SessionIndex.frequency(of: term, in: documents[row].capped) > 0 else { continue }
+                    for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
+                        let distance = abs(other - row)
+                        if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
                     }
                 }
             }
@@ -114,7 +108,7 @@ struct RecallEngine {
 
     /// Scores the rows matching any of `terms` (the newest `candidateBudget` of them) and returns the `depth`
     /// best non-procedural ones.
-    private func rankRows(_ terms: [(term: UInt32, idf: Double)], depth: Int) -> [Ranker.Candidate] {
+    private func rankRows(_ terms: [(term: UInt32, idf: Double)], depth: Int) -> [RecallCandidate] {
         guard !terms.isEmpty else { return [] }
         let documents = index.documents
         var bits = [UInt64](repeating: 0, count: (index.count + 63) / 64)
@@ -137,45 +131,53 @@ struct RecallEngine {
         if weights.far > 0 { tokens += Double(index.farTotal) }
         if weights.date > 0 { tokens += Double(index.dateTotal) }
         let averageLength = tokens > 0 ? tokens / rowCount : 1
-        let (k1, b) = (SessionBM25.k1, SessionBM25.b)
+        let (k1, b) = (RecallScoring.k1, RecallScoring.b)
+        let radius = weights.far > 0 ? NeighbourIndex.farRadius : (weights.near > 0 ? 1 : 0)
+        let count = documents.count
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)
-        for row in rows where !documents[row].isProcedural {
-            let document = documents[row]
-            var length = Double(document.contentLength)
-            if weights.date > 0 { length += Double(document.dateLength) }
-            var near: [Int] = []
-            var far: [Int] = []
-            if weights.near > 0 { near = [row - 1, row + 1].filter { $0 >= 0 && $0 < documents.count } }
-            if weights.far > 0 {
-                far = (2...NeighbourIndex.farRadius).flatMap { [row - $0, row + $0] }
-                    .filter { $0 >= 0 && $0 < documents.count }
+        documents.withUnsafeBufferPointer { documents in
+            for row in rows where !documents[row].isProcedural {
+                let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
+                var length = Double(documents[row].contentLength)
+                if weights.date > 0 { length += Double(documents[row].dateLength) }
+                if radius > 0 {
+                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
+                        length += Double(documents[other].cappedLength)
+                    }
+                }
+                let norm = k1 * (1 - b + b * length / averageLength)
+                var score = 0.0
+                for (term, idf) in terms {
+                    var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content))
+                    if weights.date > 0 {
+                        frequency += weights.date * Double(SessionIndex.frequency(of: term, in: documents[row].date))
+                    }
+                    if radius > 0 {
+                        for other in lower...upper where other != row {
+                            let weight = neighbourWeight(row, other)
+                            guard weight > 0 else { continue }
+                            frequency += weight * Double(SessionIndex.frequency(of: term, in: documents[other].capped))
+                        }
+                    }
+                    if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
+                }
+                scored.append((row, score))
             }
-            for neighbour in near + far { length += Double(documents[neighbour].cappedLength) }
-            let norm = k1 * (1 - b + b * length / averageLength)
-            var score = 0.0
-            for (term, idf) in terms {
-                var frequency = Double(SessionIndex.frequency(of: term, in: document.content))
-                if weights.date > 0 {
-                    frequency += weights.date * Double(SessionIndex.frequency(of: term, in: document.date))
-                }
-                for neighbour in near {
-                    frequency += weights.near * Double(SessionIndex.frequency(of: term, in: documents[neighbour].capped))
-                }
-                for neighbour in far {
-                    frequency += weights.far * Double(SessionIndex.frequency(of: term, in: documents[neighbour].capped))
-                }
-                if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
-            }
-            scored.append((row, score))
         }
         scored.sort { a, b in
             a.score != b.score ? a.score > b.score : documents[a.row].seq > documents[b.row].seq
         }
         return scored.prefix(depth).map { entry in
             let document = documents[entry.row]
-            return Ranker.Candidate(memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
+            return RecallCandidate(memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
         }
+    }
+
+    /// The weight of `other`'s text in `row`'s neighbour columns.
+    @inline(__always)
+    private func neighbourWeight(_ row: Int, _ other: Int) -> Double {
+        abs(other - row) == 1 ? weights.near : weights.far
     }
 
     // MARK: - Pseudo-relevance feedback
@@ -183,11 +185,11 @@ struct RecallEngine {
     /// Expands the query with the most characteristic words of the best `feedbackDocuments` candidates and adds
     /// `feedbackWeight` × the expansion query's relevance to every candidate's (as the SQL ranker did).
     private func addFeedback(
-        to candidates: [Ranker.Candidate],
+        to candidates: [RecallCandidate],
         queryTerms: Set<UInt32>,
         depth: Int,
         computed: inout [UInt64: Int]
-    ) -> [Ranker.Candidate] {
+    ) -> [RecallCandidate] {
         let best = candidates.sorted { $0.relevance > $1.relevance }.prefix(settings.feedbackDocuments)
         guard !best.isEmpty else { return candidates }
         var documentCount: [UInt32: Int] = [:]

@@ -42,8 +42,8 @@ public struct RecallSettings: Sendable, Equatable {
     var minCommonDF = 50
     /// The most query terms whose frequency is probed (the first ones in the text).
     var maxProbedTerms = 16
-    /// A probe counts a term's rows in the session up to this many, then extrapolates (see `Ranker.Frequency`):
-    /// counting a common term to the candidate budget cost as much as ranking.
+    /// Schemas v2–v5's SQL ranker (kept as the tests' reference) counted a term's rows up to this many, then
+    /// extrapolated; the in-memory ``RecallEngine`` counts exactly.
     var probeLimit = 100
     /// The most terms (the rarest ones) the final query ORs.
     var maxQueryTerms = 8

@@ -27,8 +27,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         /// ``waitForWriteCapacity(timeout:)`` makes new requests wait for the writer. `submit` itself never
         /// blocks or drops.
         public var maxQueuedWrites: Int = 50_000
-        /// Items the writer commits between two looks at the full-text index's fragmentation (tests lower it).
-        var indexCheckEvery = 500
         /// Injection records older than this many days are deleted by the writer when idle (at most hourly);
         /// 0 keeps them forever.
         public var injectionRetentionDays: Int = 30
@@ -60,8 +58,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     let logger: Logger
     let metrics: StoreMetrics
     let queue: Mutex<WriteQueue>
-    /// The writer's bookkeeping for merging the full-text index when idle (see ``IndexMaintenance``).
-    let indexMaintenance: Mutex<IndexMaintenance>
     /// When the writer last pruned old injection records.
     let lastInjectionPrune = Mutex<ContinuousClock.Instant?>(nil)
     private let wakeups: AsyncStream<Void>
@@ -89,7 +85,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             // small page cache: recall reads a few hundred index pages per query (about 15% of its CPU time
             // went to those copies).
             try db.execute(sql: "PRAGMA mmap_size = \(Self.mmapBytes)")
-            try SessionBM25.register(in: db)
         }
         let pool: DatabasePool
         do {
@@ -123,7 +118,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             )
         }
         self.queue = Mutex(WriteQueue())
-        self.indexMaintenance = Mutex(IndexMaintenance(checkEvery: configuration.indexCheckEvery))
         (self.wakeups, self.wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -225,13 +219,10 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let wake = self.wake
         await withGracefulShutdownHandler {
             for await _ in self.wakeups {
-                let committed = await self.drain()
-                self.indexMaintenance.withLock { $0.itemsSinceCheck += committed }
-                await self.maintainIndex()
+                await self.drain()
                 await self.pruneInjectionsIfDue()
             }
         } onGracefulShutdown: {
-            // An index merge in progress stops at its next step: shutdown only waits for queued writes.
             self.queue.withLock { $0.shuttingDown = true }
             wake.finish()
         }
@@ -249,18 +240,15 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
 
     // MARK: - Direct helpers
 
-    /// Inserts memories in one transaction (for loaders, imports and benchmarks), indexing them once at the end
-    /// (``NeighbourIndex/Batch``). Synchronous.
+    /// Inserts memories in one transaction (for loaders, imports and benchmarks). Synchronous.
     ///
     /// - Parameter memories: The memories; their ids must be new.
     /// - Throws: A database error; nothing is inserted then.
     public func insert(_ memories: [Memory]) throws {
         try dbPool.write { db in
-            var index = try NeighbourIndex.Batch.begin(in: db)
             for memory in memories {
-                try Writer.insert(memory, in: db, batch: &index)
+                try Writer.insert(memory, in: db)
             }
-            try index.finish(in: db)
         }
     }
 

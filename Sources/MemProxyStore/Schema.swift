@@ -139,6 +139,23 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v6") { db in
+            // Recall no longer reads the neighbourhood index: `RecallEngine` computes the same rows (own text,
+            // neighbours' text, date) from each session's memories in memory, with the same tokenizer and the
+            // same ranking. Keeping the FTS5 table up to date cost most of the writer's time (each new memory
+            // re-indexed its neighbours' rows).
+            try db.execute(
+                sql: """
+                    DROP TRIGGER memories_context_fts_insert;
+                    DROP TRIGGER memories_context_fts_delete;
+                    DROP TRIGGER memories_context_fts_update;
+                    DROP TRIGGER memories_context_fts_move;
+                    DROP VIEW memories_neighbour_text;
+                    DROP TABLE memories_context_deferral;
+                    DROP TABLE memories_context_fts;
+                    """
+            )
+        }
         return migrator
     }
 

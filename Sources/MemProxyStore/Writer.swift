@@ -5,8 +5,7 @@ import MemProxyCore
 import Metrics
 
 /// The SQL side of the single writer: one batch per transaction, one savepoint per item so that a bad item
-/// is rolled back and logged alone. The batch's memories are added to the neighbourhood index at the end of
-/// the transaction, each affected memory once (``NeighbourIndex/Batch``), not by the insert trigger.
+/// is rolled back and logged alone.
 struct Writer: Sendable {
     let retryWindowSeconds: Double
     let logger: Logger
@@ -16,11 +15,10 @@ struct Writer: Sendable {
         var stored: [ExchangeRecord] = []
         do {
             try db.inTransaction {
-                var index = try NeighbourIndex.Batch.begin(in: db)
                 for item in batch {
                     do {
                         try db.inSavepoint {
-                            if try write(item, in: db, index: &index), case .exchange(let exchange) = item {
+                            if try write(item, in: db), case .exchange(let exchange) = item {
                                 stored.append(exchange)
                             }
                             return .commit
@@ -29,7 +27,6 @@ struct Writer: Sendable {
                         fail(item, error)
                     }
                 }
-                try index.finish(in: db)
                 return .commit
             }
             // Committed (WAL): this line is the acknowledgement that the exchange survives a process crash.
@@ -68,16 +65,16 @@ struct Writer: Sendable {
     }
 
     /// Returns whether the item was written (false: skipped as a duplicate).
-    private func write(_ item: WriteItem, in db: Database, index: inout NeighbourIndex.Batch) throws -> Bool {
+    private func write(_ item: WriteItem, in db: Database) throws -> Bool {
         switch item {
-        case .exchange(let exchange): return try write(exchange, in: db, index: &index)
+        case .exchange(let exchange): return try write(exchange, in: db)
         case .injection(let injection):
             try write(injection, in: db)
             return true
         }
     }
 
-    private func write(_ exchange: ExchangeRecord, in db: Database, index: inout NeighbourIndex.Batch) throws -> Bool {
+    private func write(_ exchange: ExchangeRecord, in db: Database) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
         let duplicate = try Bool.fetchOne(
             db.cachedStatement(
@@ -118,7 +115,7 @@ struct Writer: Sendable {
             metadata: exchange.metadata,
             exchangeID: exchange.exchangeID
         )
-        try Self.insert(user, in: db, batch: &index)
+        try Self.insert(user, in: db)
         if let reply = exchange.assistantText {
             let assistant = Memory(
                 sessionID: exchange.sessionID,
@@ -131,7 +128,7 @@ struct Writer: Sendable {
                     ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
                 exchangeID: exchange.exchangeID
             )
-            try Self.insert(assistant, in: db, batch: &index)
+            try Self.insert(assistant, in: db)
         }
         return true
     }
@@ -152,19 +149,10 @@ struct Writer: Sendable {
 
     // MARK: - Shared SQL
 
-    /// Inserts `memory` with the next row id of its session (creating the session's key when new); the insert
-    /// trigger indexes it and re-indexes its neighbours.
-    static func insert(_ memory: Memory, in db: Database) throws {
-        _ = try insertRow(memory, in: db)
-    }
-
-    /// Inserts `memory` like ``insert(_:in:)``, inside a deferred-indexing batch: `batch` indexes it at its end.
-    static func insert(_ memory: Memory, in db: Database, batch: inout NeighbourIndex.Batch) throws {
-        batch.inserted(try insertRow(memory, in: db))
-    }
-
-    /// Inserts `memory` and returns its `seq`.
-    private static func insertRow(_ memory: Memory, in db: Database) throws -> Int64 {
+    /// Inserts `memory` with the next row id of its session (creating the session's key when new) and returns
+    /// its `seq`. Recall finds it at its next read of the session (``RecallIndexCache``).
+    @discardableResult
+    static func insert(_ memory: Memory, in db: Database) throws -> Int64 {
         try db.cachedStatement(sql: "INSERT INTO sessions(session_id) VALUES (?) ON CONFLICT(session_id) DO NOTHING")
             .execute(arguments: [memory.sessionID])
         guard

@@ -19,8 +19,8 @@ import Testing
     }
 
     /// On a single-session store (so FTS5's table-wide statistics are the session's), with every frequency
-    /// below the SQL ranker's probe cap, the in-memory engine ranks exactly as the SQL ranker over the
-    /// neighbourhood index did: same memories, same order, same scores, for the default and the baseline
+    /// below the SQL ranker's probe cap, the in-memory engine ranks exactly as the SQL ranker of schemas v2–v5
+    /// over the neighbourhood FTS5 index did (`ReferenceRecall`, the ranking LoCoMo was measured with): same memories, same order, same scores, for the default and the baseline
     /// settings. This pins tokenization (porter, diacritics, CJK), neighbour capping, dates, lengths and BM25.
     @Test(arguments: [false, true]) func ranksLikeTheSQLRanker(baseline: Bool) async throws {
         let store = try makeStore { if baseline { $0.recall = .baseline } }
@@ -31,6 +31,7 @@ import Testing
             memories.append(memory(Self.text(&random), at: Double(index / 2) * 40_000))
         }
         try store.insert(memories)
+        try await store.dbPool.write { db in try ReferenceRecall.buildNeighbourIndex(db) }
         let settings = store.recallSettings
         for round in 0..<40 {
             let count = Int.random(in: 1...4, using: &random)
@@ -39,7 +40,8 @@ import Testing
             if round % 5 == 0 { query += " when did we go?" }
             let recallQuery = RecallQuery(text: query)
             let (expected, actual) = try await store.dbPool.read { db in
-                let sql = try Recall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
+                try ReferenceBM25.register(in: db)
+                let sql = try ReferenceRecall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
                 let memory = try Recall.context(
                     db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
                     settings: settings

@@ -17,6 +17,9 @@ func makeStore(path: String? = nil, configure: (inout SQLiteMemoryStore.Configur
     -> SQLiteMemoryStore
 {
     var configuration = SQLiteMemoryStore.Configuration(path: try path ?? temporaryDatabasePath())
+    // Fixtures are dated 2023: with the default 30-day retention the idle writer would prune their injection
+    // records as soon as it has nothing else to do. The retention tests set it themselves.
+    configuration.injectionRetentionDays = 0
     configure(&configuration)
     return try SQLiteMemoryStore(configuration: configuration, logger: quietLogger, metricsFactory: NOOPMetricsHandler.instance)
 }
@@ -61,4 +64,19 @@ func exchange(
         assistantIncomplete: incomplete,
         createdAt: baseDate + offset
     )
+}
+
+/// A small deterministic generator (SplitMix64) for randomized tests that must reproduce.
+struct SeededRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }

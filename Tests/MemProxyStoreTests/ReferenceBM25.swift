@@ -1,6 +1,9 @@
 import Foundation
 import GRDB
 import GRDBSQLite
+@testable import MemProxyStore
+
+// The FTS5 auxiliary function the SQL recall of schemas v2–v5 ranked with; test reference only (see ReferenceRanker.swift).
 
 /// `memproxy_bm25(table, k, w1 … wk, idf1 … idfp)`: an FTS5 auxiliary function that scores the current row
 /// with FTS5's own bm25 formula (k1 = 1.2, b = 0.75, column weights, the row's length against the table's
@@ -19,7 +22,7 @@ import GRDBSQLite
 /// Arguments after the table: `k` column weights (columns beyond `k` weigh 1, as in `bm25()`), then one idf per
 /// phrase, in the order the phrases appear in the MATCH expression. Returns minus the score (lower is better),
 /// like `bm25()`, so `ORDER BY` ascending puts the best rows first.
-enum SessionBM25 {
+enum ReferenceBM25 {
     static let name = "memproxy_bm25"
 
     /// BM25 term-frequency saturation and length normalisation, as FTS5 uses them.
