@@ -77,19 +77,22 @@ struct RecallEngine {
         let count = index.count
         let radius = weights.far > 0 ? NeighbourIndex.farRadius : (weights.near > 0 ? 1 : 0)
         let (near, far, date) = (weights.near > 0, weights.far > 0, weights.date > 0)
-        index.documents.withUnsafeBufferPointer { documents in
-            bits.withUnsafeMutableBufferPointer { bits in
-                for position in index.postings(of: term) {
-                    let row = Int(position)
-                    if SessionIndex.frequency(of: term, in: documents[row].content) > 0
-                        || (date && SessionIndex.frequency(of: term, in: documents[row].date) > 0)
-                    {
-                        bits[row >> 6] |= 1 << UInt64(row & 63)
-                    }
-                    guard radius > 0, SessionIndex.frequency(of: term, in: documents[row].capped) > 0 else { continue }
-                    for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
-                        let distance = abs(other - row)
-                        if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
+        index.counts.withUnsafeBufferPointer { counts in
+            index.documents.withUnsafeBufferPointer { documents in
+                bits.withUnsafeMutableBufferPointer { bits in
+                    for position in index.postings(of: term) {
+                        let row = Int(position)
+                        if SessionIndex.frequency(of: term, in: documents[row].content, of: counts) > 0
+                            || (date && SessionIndex.frequency(of: term, in: documents[row].date, of: counts) > 0)
+                        {
+                            bits[row >> 6] |= 1 << UInt64(row & 63)
+                        }
+                        guard radius > 0, SessionIndex.frequency(of: term, in: documents[row].capped, of: counts) > 0
+                        else { continue }
+                        for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
+                            let distance = abs(other - row)
+                            if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
+                        }
                     }
                 }
             }
@@ -136,7 +139,7 @@ struct RecallEngine {
         let count = documents.count
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)
-        documents.withUnsafeBufferPointer { documents in
+        index.counts.withUnsafeBufferPointer { counts in documents.withUnsafeBufferPointer { documents in
             for row in rows where !documents[row].isProcedural {
                 let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
                 var length = Double(documents[row].contentLength)
@@ -149,22 +152,24 @@ struct RecallEngine {
                 let norm = k1 * (1 - b + b * length / averageLength)
                 var score = 0.0
                 for (term, idf) in terms {
-                    var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content))
+                    var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content, of: counts))
                     if weights.date > 0 {
-                        frequency += weights.date * Double(SessionIndex.frequency(of: term, in: documents[row].date))
+                        frequency += weights.date
+                            * Double(SessionIndex.frequency(of: term, in: documents[row].date, of: counts))
                     }
                     if radius > 0 {
                         for other in lower...upper where other != row {
                             let weight = neighbourWeight(row, other)
                             guard weight > 0 else { continue }
-                            frequency += weight * Double(SessionIndex.frequency(of: term, in: documents[other].capped))
+                            frequency += weight
+                                * Double(SessionIndex.frequency(of: term, in: documents[other].capped, of: counts))
                         }
                     }
                     if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
                 }
                 scored.append((row, score))
             }
-        }
+        } }
         scored.sort { a, b in
             a.score != b.score ? a.score > b.score : documents[a.row].seq > documents[b.row].seq
         }

@@ -46,6 +46,10 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         }
     }
 
+    /// How long the writer waits under load, once woken, for more writes to commit with the first (within the
+    /// promise that a stored exchange is recallable 10 ms after its response ended).
+    static let writeLinger = Duration.milliseconds(4)
+
     /// The most bytes of the database file each connection maps into memory.
     static let mmapBytes = 1 << 30
 
@@ -218,8 +222,15 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         logger.debug("memory writer started", metadata: ["memory.db": "\(configuration.path)"])
         let wake = self.wake
         await withGracefulShutdownHandler {
+            var busy = false
             for await _ in self.wakeups {
-                await self.drain()
+                // Under load (the last pass committed more than one item), let concurrent requests' writes join
+                // this transaction: a commit writes each page it touched once, however many rows it added there.
+                // A lone write is committed at once.
+                if busy, self.queue.withLock({ $0.pending.count < self.configuration.maxBatch && !$0.shuttingDown }) {
+                    try? await Task.sleep(for: Self.writeLinger)
+                }
+                busy = await self.drain() > 1
                 await self.pruneInjectionsIfDue()
             }
         } onGracefulShutdown: {

@@ -10,16 +10,17 @@ import Foundation
 /// exactly when the FTS5 row would. ``RecallEngine`` ranks these rows; the in-memory form lets a recall read
 /// only its session, whatever else the database holds.
 struct SessionIndex {
-    /// One memory and its term counts. Counts are packed `term << 32 | count`, sorted by term.
+    /// One memory and where its term counts are in ``counts``.
     struct Document {
         var memory: Memory
         var seq: Int64
         var createdAt: Double
         var isProcedural: Bool
-        var content: [UInt64]
-        /// The first `maxNeighbourCharacters` characters' counts (the same array when the text is that short).
-        var capped: [UInt64]
-        var date: [UInt64]
+        var content: Range<Int32>
+        /// The first `maxNeighbourCharacters` characters' counts (the same range when the text is that short).
+        var capped: Range<Int32>
+        /// Shared by every memory of the same day.
+        var date: Range<Int32>
         var contentLength: Int32
         var cappedLength: Int32
         var dateLength: Int32
@@ -32,6 +33,11 @@ struct SessionIndex {
     var nextSeq: Int64
 
     private(set) var documents: [Document] = []
+    /// Every document's term counts, packed `term << 32 | count`, each document's runs sorted by term; one array
+    /// so that ranking reads them without reference counting.
+    private(set) var counts: [UInt64] = []
+    /// Where each day's date counts are in ``counts`` (days since 1970).
+    private var dateRanges: [Int64: (range: Range<Int32>, length: Int32)] = [:]
     /// Rows of the procedural memories, in timeline order.
     private(set) var proceduralRows: [Int32] = []
     private var termIDs: [String: UInt32] = [:]
@@ -87,7 +93,15 @@ struct SessionIndex {
             cappedLength = Int32(kept.count)
         }
         let createdAt = memory.createdAt.timeIntervalSince1970
-        let dateTokens = tokenizer.tokens(of: Self.dateText(createdAt)).tokens
+        let day = Int64((createdAt / 86_400).rounded(.down))
+        let date: (range: Range<Int32>, length: Int32)
+        if let known = dateRanges[day] {
+            date = known
+        } else {
+            let dateTokens = tokenizer.tokens(of: Self.dateText(createdAt)).tokens
+            date = (pack(dateTokens), Int32(dateTokens.count))
+            dateRanges[day] = date
+        }
         let document = Document(
             memory: memory,
             seq: seq,
@@ -95,18 +109,20 @@ struct SessionIndex {
             isProcedural: memory.type == .procedural,
             content: content,
             capped: capped,
-            date: pack(dateTokens),
+            date: date.range,
             contentLength: Int32(tokens.tokens.count),
             cappedLength: cappedLength,
-            dateLength: Int32(dateTokens.count)
+            dateLength: date.length
         )
         let index = documents.count
         documents.append(document)
         if document.isProcedural { proceduralRows.append(Int32(index)) }
         var seen = Set<UInt32>()
-        for packed in document.content + document.capped + document.date {
-            let term = UInt32(packed >> 32)
-            if seen.insert(term).inserted { postings[Int(term)].append(Int32(index)) }
+        for range in [content, capped, date.range] {
+            for position in range {
+                let term = UInt32(counts[Int(position)] >> 32)
+                if seen.insert(term).inserted { postings[Int(term)].append(Int32(index)) }
+            }
         }
         contentTotal += Int(document.contentLength)
         dateTotal += Int(document.dateLength)
@@ -126,10 +142,16 @@ struct SessionIndex {
 
     mutating func cacheFrequency(_ key: UInt64, _ value: Int) { frequencyCache[key] = value }
 
-    /// How many times `term` occurs in `counts` (binary search).
-    static func frequency(of term: UInt32, in counts: [UInt64]) -> Int {
-        var low = 0
-        var high = counts.count
+    /// How many times `term` occurs in the counts at `range` (not for hot loops: see the static form).
+    func frequency(of term: UInt32, in range: Range<Int32>) -> Int {
+        counts.withUnsafeBufferPointer { Self.frequency(of: term, in: range, of: $0) }
+    }
+
+    /// How many times `term` occurs in the counts at `range` of `counts` (binary search).
+    @inline(__always)
+    static func frequency(of term: UInt32, in range: Range<Int32>, of counts: UnsafeBufferPointer<UInt64>) -> Int {
+        var low = Int(range.lowerBound)
+        var high = Int(range.upperBound)
         while low < high {
             let middle = (low + high) / 2
             let found = UInt32(counts[middle] >> 32)
@@ -139,8 +161,10 @@ struct SessionIndex {
         return 0
     }
 
-    private mutating func pack(_ tokens: [String]) -> [UInt64] {
-        guard !tokens.isEmpty else { return [] }
+    /// Appends the term counts of `tokens` to ``counts``; their range.
+    private mutating func pack(_ tokens: [String]) -> Range<Int32> {
+        let start = Int32(counts.count)
+        guard !tokens.isEmpty else { return start..<start }
         var ids: [UInt32] = []
         ids.reserveCapacity(tokens.count)
         for token in tokens {
@@ -154,16 +178,15 @@ struct SessionIndex {
             }
         }
         ids.sort()
-        var packed: [UInt64] = []
         var run = 0
         for (offset, id) in ids.enumerated() {
             run += 1
             if offset + 1 == ids.count || ids[offset + 1] != id {
-                packed.append(UInt64(id) << 32 | UInt64(run))
+                counts.append(UInt64(id) << 32 | UInt64(run))
                 run = 0
             }
         }
-        return packed
+        return start..<Int32(counts.count)
     }
 
     private static let months = [

@@ -17,7 +17,7 @@ import Testing
             for session in ["s1", "s2"] {
                 count += try cache.withIndex(db, session: session) { index in
                     let matching = index.termID(token).map { id in
-                        index.documents.filter { SessionIndex.frequency(of: id, in: $0.content) > 0 }.count
+                        index.documents.filter { index.frequency(of: id, in: $0.content) > 0 }.count
                     }
                     return (matching ?? 0, [:])
                 } ?? 0
