@@ -102,6 +102,7 @@ func makeSQLiteStore(
     var storeConfiguration = SQLiteMemoryStore.Configuration(path: configuration.memory.database)
     storeConfiguration.recall = configuration.recall
     storeConfiguration.maxQueuedWrites = configuration.memory.maxQueuedWrites
+    storeConfiguration.maxCachedMemories = configuration.memory.recallCacheMemories
     storeConfiguration.injectionRetentionDays = configuration.memory.injectionRetentionDays
     return try SQLiteMemoryStore(
         configuration: storeConfiguration,

@@ -108,6 +108,11 @@ extension ProxyConfiguration {
             guard value > 0 else { throw ConfigurationError("memory.max_queued_writes must be greater than 0") }
             config.memory.maxQueuedWrites = value
         },
+        Key(section: "memory", name: "recall_cache_memories") { config, raw throws(ConfigurationError) in
+            let value = try raw.int("memory.recall_cache_memories")
+            guard value >= 0 else { throw ConfigurationError("memory.recall_cache_memories must be 0 or more") }
+            config.memory.recallCacheMemories = value
+        },
         Key(section: "recall", name: "near_weight") { config, raw throws(ConfigurationError) in
             config.recall.nearWeight = try raw.double("recall.near_weight")
         },

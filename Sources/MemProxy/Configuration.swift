@@ -29,6 +29,8 @@ import TOMLKit
 /// - `memory.max_queued_writes` (int, 50000): the writer's queue bound; past it, a request waits up to
 ///   `recall_timeout_ms` for room, then is proxied without storing anything (`X-Memory-Error: store_backlog`),
 ///   or answered 503 `memory_unavailable` with `fail_open = false`.
+/// - `memory.recall_cache_memories` (int, 500000): most memories recall keeps indexed in RAM across sessions
+///   (least recently used sessions are dropped first and rebuilt from the database on their next recall).
 /// - `admin.api_key` (string, unset): when set, every `/memory/v1` request needs `Authorization: Bearer <key>`;
 ///   when unset, `/memory/v1` answers loopback clients only. Secret: never logged.
 /// - `recall.*`: how recall ranks memories (see `RecallSettings`; README "Retrieval quality"): `near_weight` (0.5),
@@ -62,6 +64,7 @@ public struct ProxyConfiguration: Sendable {
         public var failOpen = true
         public var recallTimeoutMs = 250
         public var maxQueuedWrites = 50_000
+        public var recallCacheMemories = 500_000
         public var injectionRetentionDays = 30
         public var storeExchanges = true
     }

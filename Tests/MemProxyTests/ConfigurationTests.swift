@@ -32,6 +32,18 @@ struct ConfigurationTests {
         let config = try ProxyConfiguration.load(file: root.appendingPathComponent("proxy.conf").path, environment: [:])
         #expect(config.server.listen == ListenAddress(host: "127.0.0.1", port: 8080))
         #expect(config.upstream.url == "https://api.openai.com")
+        #expect(config.memory.recallCacheMemories == 500_000)
+    }
+
+    @Test("memory.recall_cache_memories: file and environment set it, a negative value is refused")
+    func recallCacheMemories() throws {
+        #expect(try ProxyConfiguration.load(file: nil, environment: [:]).memory.recallCacheMemories == 500_000)
+        let path = try writeTemp("[memory]\nrecall_cache_memories = 1000\n")
+        #expect(try ProxyConfiguration.load(file: path, environment: [:]).memory.recallCacheMemories == 1000)
+        let environment = ["MEMPROXY_MEMORY_RECALL_CACHE_MEMORIES": "25"]
+        #expect(try ProxyConfiguration.load(file: path, environment: environment).memory.recallCacheMemories == 25)
+        let negative = try writeTemp("[memory]\nrecall_cache_memories = -1\n")
+        #expect(throws: (any Error).self) { try ProxyConfiguration.load(file: negative, environment: [:]) }
     }
 
     @Test("precedence: file < environment < flags")
