@@ -125,8 +125,15 @@ struct RecallEngine {
             }
         }
         if rows.count > budget {
-            rows.sort { documents[$0].seq > documents[$1].seq }
-            rows.removeLast(rows.count - budget)
+            // The newest `budget` by `seq`. Rows come in timeline order, which is `seq` order unless memories were
+            // added with earlier dates: then the suffix is the answer, without sorting a large session's matches.
+            let inSeqOrder = zip(rows, rows.dropFirst()).allSatisfy { documents[$0].seq < documents[$1].seq }
+            if inSeqOrder {
+                rows.removeFirst(rows.count - budget)
+            } else {
+                rows.sort { documents[$0].seq > documents[$1].seq }
+                rows.removeLast(rows.count - budget)
+            }
         }
         let rowCount = Double(max(index.count, 1))
         var tokens = Double(index.contentTotal)

@@ -55,6 +55,37 @@ import Testing
         }
     }
 
+    /// When more rows match than `candidate_budget`, only the newest (by insertion) are ranked, exactly as the
+    /// SQL ranker bounded them, whether the timeline is in insertion order or not (memories added with earlier
+    /// dates).
+    @Test(arguments: [false, true]) func boundsCandidatesLikeTheSQLRanker(shuffledDates: Bool) async throws {
+        let store = try makeStore { $0.recall.candidateBudget = 10 }
+        var random = SeededRandom(seed: shuffledDates ? 3 : 4)
+        var memories: [Memory] = []
+        for index in 0..<80 {
+            let at = shuffledDates ? Double(Int.random(in: 0..<80, using: &random)) * 40_000 : Double(index) * 40_000
+            memories.append(memory(Self.text(&random), at: at))
+        }
+        try store.insert(memories)
+        try await store.dbPool.write { db in try ReferenceRecall.buildNeighbourIndex(db) }
+        let settings = store.recallSettings
+        // One word per query: the SQL ranker sorted terms by frequency without a tie-break, so with several
+        // words of equal frequency the two could keep different ones at the budget's edge.
+        for word in Self.words {
+            let recallQuery = RecallQuery(text: word)
+            let (expected, actual) = try await store.dbPool.read { db in
+                try ReferenceBM25.register(in: db)
+                let sql = try ReferenceRecall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
+                let memory = try Recall.context(
+                    db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
+                    settings: settings
+                ).recalled
+                return (sql, memory)
+            }
+            #expect(actual.map(\.memory.id) == expected.map(\.memory.id), "query: \(word)")
+        }
+    }
+
     /// What the date column holds: the same words SQLite's strftime gives, across leap years and eras.
     @Test func datesInWordsMatchSQLite() async throws {
         let store = try makeStore()
