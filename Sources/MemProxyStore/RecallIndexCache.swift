@@ -97,6 +97,9 @@ final class RecallIndexCache: Sendable {
     /// The number of memories cached (for tests and metrics).
     var cachedMemories: Int { state.withLock { $0.total } }
 
+    /// Whether the session's index is cached (for tests).
+    func contains(_ session: String) -> Bool { state.withLock { $0.entries[session] != nil } }
+
     private func resize(_ entry: Entry, to size: Int) {
         state.withLock { state in
             guard !entry.evicted else { return }

@@ -70,3 +70,53 @@ extension SQLiteMemoryStore {
         }
     }
 }
+
+// MARK: - Recall index warm-up
+
+extension SQLiteMemoryStore {
+    /// Builds recall's in-memory indexes (``RecallIndexCache``) of the most recently active sessions, newest first,
+    /// until the next session would exceed ``Configuration/maxCachedMemories``; stops early when cancelled. The
+    /// writer runs it once at start. Requests meanwhile are served as usual: a session not indexed yet is indexed by
+    /// its first recall.
+    ///
+    /// - Returns: The sessions and memories indexed.
+    @discardableResult
+    public func warmRecallIndex() async -> (sessions: Int, memories: Int) {
+        let limit = configuration.maxCachedMemories
+        guard limit > 0 else { return (0, 0) }
+        let start = ContinuousClock.now
+        let cache = recallCache
+        var (sessions, memories) = (0, 0)
+        do {
+            let candidates = try await dbPool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT s.session_id, s.memory_count FROM sessions s
+                        ORDER BY (SELECT max(m.created_at) FROM memories m WHERE m.session_id = s.session_id) DESC
+                        """
+                ).map { ($0[0] as String, $0[1] as Int) }
+            }
+            for (session, count) in candidates {
+                guard !Task.isCancelled, memories + count <= limit else { break }
+                try await dbPool.read { db in
+                    _ = try cache.withIndex(db, session: session) { _ in ((), [:]) }
+                }
+                sessions += 1
+                memories += count
+            }
+        } catch {
+            logger.warning("memory.recall_index_warm_up_failed", metadata: ["error": "\(error)"])
+        }
+        if sessions > 0 {
+            logger.info(
+                "memory.recall_index_warmed",
+                metadata: [
+                    "memory.sessions": "\(sessions)", "memory.memories": "\(memories)",
+                    "memory.seconds": "\((ContinuousClock.now - start).components.seconds)",
+                ]
+            )
+        }
+        return (sessions, memories)
+    }
+}

@@ -222,16 +222,22 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         logger.debug("memory writer started", metadata: ["memory.db": "\(configuration.path)"])
         let wake = self.wake
         await withGracefulShutdownHandler {
-            var busy = false
-            for await _ in self.wakeups {
-                // Under load (the last pass committed more than one item), let concurrent requests' writes join
-                // this transaction: a commit writes each page it touched once, however many rows it added there.
-                // A lone write is committed at once.
-                if busy, self.queue.withLock({ $0.pending.count < self.configuration.maxBatch && !$0.shuttingDown }) {
-                    try? await Task.sleep(for: Self.writeLinger)
+            await withDiscardingTaskGroup { group in
+                // Recall's indexes of the most recently active sessions are built in the background, so that the
+                // first requests after a start do not each wait for their session's index.
+                group.addTask { await self.warmRecallIndex() }
+                var busy = false
+                for await _ in self.wakeups {
+                    // Under load (the last pass committed more than one item), let concurrent requests' writes join
+                    // this transaction: a commit writes each page it touched once, however many rows it added
+                    // there. A lone write is committed at once.
+                    if busy, self.queue.withLock({ $0.pending.count < self.configuration.maxBatch && !$0.shuttingDown }) {
+                        try? await Task.sleep(for: Self.writeLinger)
+                    }
+                    busy = await self.drain() > 1
+                    await self.pruneInjectionsIfDue()
                 }
-                busy = await self.drain() > 1
-                await self.pruneInjectionsIfDue()
+                group.cancelAll()
             }
         } onGracefulShutdown: {
             self.queue.withLock { $0.shuttingDown = true }

@@ -127,6 +127,24 @@ import Testing
         #expect(try await recall("cat") == ["a new cat"])
     }
 
+    /// The warm-up indexes the most recently active sessions first and stops before the bound; recalls then
+    /// find those sessions indexed, and the others are indexed on demand.
+    @Test func warmUpIndexesRecentSessionsWithinTheBound() async throws {
+        let path = try temporaryDatabasePath()
+        let writer = try makeStore(path: path)
+        for session in 0..<4 {
+            // s3 is the most recently active, s0 the least.
+            try writer.insert((0..<10).map { memory("note \($0) about topic\(session)", session: "s\(session)", at: Double(session * 100 + $0)) })
+        }
+        let store = try makeStore(path: path) { $0.maxCachedMemories = 25 }
+        let warmed = await store.warmRecallIndex()
+        #expect(warmed.sessions == 2 && warmed.memories == 20)
+        #expect(store.recallCache.cachedMemories == 20)
+        #expect(store.recallCache.contains("s3") && store.recallCache.contains("s2"))
+        #expect(!store.recallCache.contains("s1") && !store.recallCache.contains("s0"))
+        #expect(try await store.recall(session: "s0", query: "topic0", limit: 3).count == 3)
+    }
+
     /// The cache stays within its bound by dropping the least recently used sessions, and a dropped session
     /// is rebuilt on its next recall with the same result.
     @Test func cacheIsBounded() async throws {
