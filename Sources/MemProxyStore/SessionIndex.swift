@@ -48,8 +48,10 @@ struct SessionIndex {
     private(set) var nearTotal = 0
     private(set) var farTotal = 0
     private(set) var dateTotal = 0
-    /// Document frequencies computed since the last change, by term and column mask.
+    /// Document frequencies by term and column mask, kept exact as rows are appended.
     private var frequencyCache: [UInt64: Int] = [:]
+    /// The column masks in ``frequencyCache``'s keys (one per recall configuration; normally one).
+    private var cachedMasks: Set<UInt64> = []
 
     init(key: Int64, revision: Int64, nextSeq: Int64) {
         self.key = key
@@ -130,7 +132,66 @@ struct SessionIndex {
         for distance in 2...NeighbourIndex.farRadius where index - distance >= 0 {
             farTotal += Int(cappedLength) + Int(documents[index - distance].cappedLength)
         }
-        frequencyCache.removeAll(keepingCapacity: true)
+        updateFrequencies(afterAppending: index)
+    }
+
+    /// Brings the cached document frequencies up to date with the row just appended: the new row, and the rows
+    /// within reach of it whose neighbour columns now hold its text, are the only rows that changed.
+    private mutating func updateFrequencies(afterAppending row: Int) {
+        guard !frequencyCache.isEmpty else { return }
+        guard frequencyCache.count <= Self.maxCachedFrequencies else {
+            frequencyCache.removeAll(keepingCapacity: true)
+            return
+        }
+        var ranges = [documents[row].content, documents[row].capped, documents[row].date]
+        for distance in 1...NeighbourIndex.farRadius where row - distance >= 0 {
+            ranges.append(documents[row - distance].capped)
+        }
+        var affected = Set<UInt32>()
+        for range in ranges {
+            for position in range { affected.insert(UInt32(counts[Int(position)] >> 32)) }
+        }
+        for term in affected {
+            for mask in cachedMasks {
+                let key = UInt64(term) << 8 | mask
+                guard let frequency = frequencyCache[key] else { continue }
+                var added = rowContains(term, row: row, mask: mask, lastRow: row) ? 1 : 0
+                let radius = Self.radius(mask)
+                if radius > 0 {
+                    for other in max(0, row - radius)..<row
+                    where !rowContains(term, row: other, mask: mask, lastRow: row - 1)
+                        && rowContains(term, row: other, mask: mask, lastRow: row)
+                    {
+                        added += 1
+                    }
+                }
+                frequencyCache[key] = frequency + added
+            }
+        }
+    }
+
+    /// The most document frequencies kept between changes (the cache is dropped beyond).
+    static let maxCachedFrequencies = 20_000
+
+    /// How far a row's neighbour columns reach under a column mask (bits: 1 `near`, 2 `far`, 4 `date`).
+    static func radius(_ mask: UInt64) -> Int {
+        mask & 2 != 0 ? NeighbourIndex.farRadius : (mask & 1 != 0 ? 1 : 0)
+    }
+
+    /// Whether row `row`, as it stands when the session's last row is `lastRow`, holds `term` in a column of
+    /// `mask` (its own text always counts).
+    func rowContains(_ term: UInt32, row: Int, mask: UInt64, lastRow: Int) -> Bool {
+        counts.withUnsafeBufferPointer { counts in
+            if Self.frequency(of: term, in: documents[row].content, of: counts) > 0 { return true }
+            if mask & 4 != 0, Self.frequency(of: term, in: documents[row].date, of: counts) > 0 { return true }
+            let radius = Self.radius(mask)
+            guard radius > 0, lastRow > 0 else { return false }
+            for other in max(0, row - radius)...min(lastRow, row + radius) where other != row {
+                guard abs(other - row) == 1 ? mask & 1 != 0 : mask & 2 != 0 else { continue }
+                if Self.frequency(of: term, in: documents[other].capped, of: counts) > 0 { return true }
+            }
+            return false
+        }
     }
 
     /// The term's id, if any indexed text holds it.
@@ -140,7 +201,11 @@ struct SessionIndex {
 
     func cachedFrequency(_ key: UInt64) -> Int? { frequencyCache[key] }
 
-    mutating func cacheFrequency(_ key: UInt64, _ value: Int) { frequencyCache[key] = value }
+    /// Remembers a document frequency, keyed `term << 8 | mask` (see ``radius(_:)`` for the mask's bits).
+    mutating func cacheFrequency(_ key: UInt64, _ value: Int) {
+        frequencyCache[key] = value
+        cachedMasks.insert(key & 0xFF)
+    }
 
     /// How many times `term` occurs in the counts at `range` (not for hot loops: see the static form).
     func frequency(of term: UInt32, in range: Range<Int32>) -> Int {

@@ -86,6 +86,42 @@ import Testing
         }
     }
 
+    /// Document frequencies cached by one recall are brought up to date as later recalls append new rows (not
+    /// recomputed): after many appends interleaved with recalls, every query ranks exactly as on an index built
+    /// from scratch, for the default settings and for neighbours without dates.
+    @Test(arguments: [false, true]) func cachedFrequenciesStayExactAsRowsAreAppended(withoutDates: Bool) async throws {
+        let store = try makeStore { if withoutDates { $0.recall.dateWeight = 0 } }
+        var random = SeededRandom(seed: withoutDates ? 17 : 19)
+        let queries = (0..<12).map { _ in
+            (0..<Int.random(in: 1...3, using: &random)).map { _ in Self.words[Int.random(in: 0..<Self.words.count, using: &random)] }
+                .joined(separator: " ")
+        }
+        for chunk in 0..<20 {
+            try store.insert((0..<Int.random(in: 1...4, using: &random)).map { _ in
+                memory(Self.text(&random), at: Double(chunk) * 30_000)
+            })
+            for query in queries { _ = try await store.recall(session: "s1", query: query, limit: 8) }
+        }
+        let fresh = try RecallIndexCache(maxMemories: 1_000)
+        let settings = store.recallSettings
+        for query in queries {
+            let recallQuery = RecallQuery(text: query)
+            let (incremental, rebuilt) = try await store.dbPool.read { db in
+                (
+                    try Recall.context(
+                        db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
+                        settings: settings
+                    ).recalled,
+                    try Recall.context(
+                        db, cache: fresh, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0, settings: settings
+                    ).recalled
+                )
+            }
+            #expect(incremental.map(\.memory.id) == rebuilt.map(\.memory.id), "query: \(query)")
+            #expect(incremental.map(\.score) == rebuilt.map(\.score), "query: \(query)")
+        }
+    }
+
     /// What the date column holds: the same words SQLite's strftime gives, across leap years and eras.
     @Test func datesInWordsMatchSQLite() async throws {
         let store = try makeStore()
