@@ -149,6 +149,19 @@ import Testing
         #expect(replies.sorted() == ["Once upon", "Once upon a time, the end."])
     }
 
+    /// The injection record's id and score arrays are JSON that decodes back to the same values, whatever the ids
+    /// hold and however small or large the scores.
+    @Test func injectionArraysRoundTrip() throws {
+        let cases: [[String]] = [[], ["mem_0123abc"], ["with \"quote\"", "back\\slash", "ünï", "mem_a"]]
+        for ids in cases {
+            let text = try Writer.json(ids: ids)
+            #expect(try JSONDecoder().decode([String].self, from: Data(text.utf8)) == ids)
+        }
+        let scores = [0, 1e-7, 2.5, 1.25, 123_456_789.125, 1e21, -3.75]
+        let text = try Writer.json(scores: scores)
+        #expect(try JSONDecoder().decode([Double].self, from: Data(text.utf8)) == scores)
+    }
+
     @Test func injectionsAreRecordedAndReadBack() async throws {
         let store = try makeStore()
         try await withWriter(store) {
