@@ -181,6 +181,37 @@ import Testing
         #expect(try await store.recall(session: "s0", query: "topic0", limit: 3).count == 3)
     }
 
+    /// A database written by schema v4 (neighbourhood index and all) opens at v6: the index's objects are gone,
+    /// every memory is kept, and recall finds them.
+    @Test func aVersion4DatabaseMigrates() async throws {
+        let path = try temporaryDatabasePath()
+        do {
+            let pool = try DatabasePool(path: path)
+            try Schema.migrator.migrate(pool, upTo: "v4")
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO sessions(session_id, next_seq) VALUES ('s1', 2)")
+                let key = try Int64.fetchOne(db, sql: "SELECT key FROM sessions WHERE session_id = 's1'")!
+                for (number, content) in ["the dog likes the park", "tea in the garden"].enumerated() {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO memories(seq, id, session_id, type, role, content, created_at, updated_at, source,
+                                                 metadata, content_hash)
+                            VALUES (?, ?, 's1', 'episodic', 'user', ?, ?, ?, 'import', '{}', 'x')
+                            """,
+                        arguments: [key << 32 | Int64(number), "mem_v4_\(number)", content, 1_700_000_000 + number, 1_700_000_000]
+                    )
+                }
+            }
+        }
+        let store = try makeStore(path: path) { $0.recall = .baseline }
+        let objects = try await store.dbPool.read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE name LIKE 'memories_context%' OR name LIKE 'memories_neighbour%'")
+        }
+        #expect(objects.isEmpty)
+        #expect(try await store.recall(session: "s1", query: "dog", limit: 5).map(\.memory.id) == ["mem_v4_0"])
+        #expect(try store.memories(session: "s1").count == 2)
+    }
+
     /// The cache stays within its bound by dropping the least recently used sessions, and a dropped session
     /// is rebuilt on its next recall with the same result.
     @Test func cacheIsBounded() async throws {
