@@ -156,14 +156,15 @@ public enum MemoryBlockRenderer {
 }
 
 /// Gregorian calendar dates from Unix time, without Foundation (Howard Hinnant's `civil_from_days`).
-enum CivilDate {
+public enum CivilDate {
     /// `yyyy-MM-dd` for the UTC day containing `seconds`.
     static func string(fromUnixSeconds seconds: Int64) -> String {
         let (year, month, day) = components(fromUnixSeconds: seconds)
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))"
     }
 
-    static func components(fromUnixSeconds seconds: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    /// The UTC calendar day containing `seconds` (proleptic Gregorian, any sign).
+    public static func components(fromUnixSeconds seconds: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let days = seconds >= 0 ? seconds / 86_400 : -((-(seconds + 1)) / 86_400) - 1
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097

@@ -1,4 +1,5 @@
 import Foundation
+import MemProxyCore
 
 /// One session's memories in timeline order (`created_at`, ties by `seq`), with the term counts recall ranks
 /// them by, in memory.
@@ -261,16 +262,7 @@ struct SessionIndex {
 
     /// The date in words, e.g. `8 May 2023`, in UTC: what `NeighbourIndex.dateText` computes in SQL.
     static func dateText(_ seconds: Double) -> String {
-        // Days since 1970-01-01 to a proleptic Gregorian civil date (H. Hinnant's `civil_from_days`).
-        let days = Int64((seconds / 86_400).rounded(.down)) + 719_468
-        let era = (days >= 0 ? days : days - 146_096) / 146_097
-        let dayOfEra = days - era * 146_097
-        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
-        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
-        let monthIndex = (5 * dayOfYear + 2) / 153
-        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
-        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        let (year, month, day) = CivilDate.components(fromUnixSeconds: Int64(seconds.rounded(.down)))
         return "\(day) \(months[Int(month) - 1]) \(year)"
     }
 }
