@@ -1,5 +1,7 @@
 import Foundation
 import GRDB
+import Logging
+import Metrics
 import Synchronization
 
 /// The in-memory recall indexes (``SessionIndex``) of recently used sessions, kept in step with the database.
@@ -17,6 +19,11 @@ final class RecallIndexCache: Sendable {
     let tokenizer: TextTokenizer
     let maxMemories: Int
     private let state: Mutex<State>
+    private let logger: Logger
+    /// Memories indexed across sessions.
+    private let indexedMemories: Gauge
+    /// Session indexes built from the table (first recall, after an edit, after eviction).
+    private let builds: Counter
 
     private struct State {
         var entries: [String: Entry] = [:]
@@ -35,11 +42,21 @@ final class RecallIndexCache: Sendable {
         var evicted = false
     }
 
-    init(maxMemories: Int) throws {
+    init(
+        maxMemories: Int,
+        logger: Logger = Logger(label: "memproxy.store", factory: { _ in SwiftLogNoOpLogHandler() }),
+        metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
+    ) throws {
         tokenizer = try TextTokenizer()
         self.maxMemories = max(0, maxMemories)
         state = Mutex(State())
+        self.logger = logger
+        indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
+        builds = Counter(label: "memory.recall_index.builds", dimensions: [], factory: metricsFactory)
     }
+
+    /// Sessions this large log their index build at info level (smaller ones at debug).
+    static let loggedBuildSize = 10_000
 
     /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
     /// session has no row (no memory was ever stored, or it was forgotten).
@@ -87,11 +104,13 @@ final class RecallIndexCache: Sendable {
 
     /// Forgets a session's index.
     func drop(_ session: String) {
-        state.withLock { state in
-            guard let entry = state.entries.removeValue(forKey: session) else { return }
+        let total = state.withLock { state -> Int? in
+            guard let entry = state.entries.removeValue(forKey: session) else { return nil }
             state.total -= entry.size
             entry.evicted = true
+            return state.total
         }
+        if let total { indexedMemories.record(total) }
     }
 
     /// The number of memories cached (for tests and metrics).
@@ -101,18 +120,24 @@ final class RecallIndexCache: Sendable {
     func contains(_ session: String) -> Bool { state.withLock { $0.entries[session] != nil } }
 
     private func resize(_ entry: Entry, to size: Int) {
-        state.withLock { state in
-            guard !entry.evicted else { return }
-            state.total += size - entry.size
-            entry.size = size
-            guard state.total > maxMemories else { return }
-            let victims = state.entries.filter { $0.value !== entry }.sorted { $0.value.lastUse < $1.value.lastUse }
-            for (session, victim) in victims {
-                guard state.total > maxMemories else { break }
-                state.entries.removeValue(forKey: session)
-                state.total -= victim.size
-                victim.evicted = true
-            }
+        let total = state.withLock { state -> Int in
+            resizeLocked(&state, entry, to: size)
+            return state.total
+        }
+        indexedMemories.record(total)
+    }
+
+    private func resizeLocked(_ state: inout State, _ entry: Entry, to size: Int) {
+        guard !entry.evicted else { return }
+        state.total += size - entry.size
+        entry.size = size
+        guard state.total > maxMemories else { return }
+        let victims = state.entries.filter { $0.value !== entry }.sorted { $0.value.lastUse < $1.value.lastUse }
+        for (session, victim) in victims {
+            guard state.total > maxMemories else { break }
+            state.entries.removeValue(forKey: session)
+            state.total -= victim.size
+            victim.evicted = true
         }
     }
 
@@ -120,7 +145,21 @@ final class RecallIndexCache: Sendable {
 
     /// The session's index built from its rows.
     private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws -> SessionIndex {
+        let start = ContinuousClock.now
         var index = SessionIndex(key: key, revision: revision, nextSeq: nextSeq)
+        defer {
+            builds.increment()
+            let elapsed = ContinuousClock.now - start
+            let metadata: Logger.Metadata = [
+                "memory.session": "\(session)", "memory.memories": "\(index.count)",
+                "memory.build_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+            ]
+            if index.count >= Self.loggedBuildSize {
+                logger.info("memory.recall_index_built", metadata: metadata)
+            } else {
+                logger.debug("memory.recall_index_built", metadata: metadata)
+            }
+        }
         let cursor = try Row.fetchCursor(
             db.cachedStatement(
                 sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.session_id = ? ORDER BY m.created_at, m.seq"

@@ -113,7 +113,11 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         }
         self.dbPool = pool
         do {
-            self.recallCache = try RecallIndexCache(maxMemories: configuration.maxCachedMemories)
+            self.recallCache = try RecallIndexCache(
+                maxMemories: configuration.maxCachedMemories,
+                logger: logger,
+                metricsFactory: metricsFactory ?? MetricsSystem.factory
+            )
         } catch {
             throw MemoryStoreError(
                 .cannotOpen,
