@@ -40,6 +40,8 @@ final class RecallIndexCache: Sendable {
         var lastUse: UInt64 = 0
         var size = 0
         var evicted = false
+        /// Its index is being built from the table.
+        var building = false
     }
 
     init(
@@ -67,20 +69,26 @@ final class RecallIndexCache: Sendable {
     ) throws -> T? {
         guard
             let row = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT key, next_seq, revision FROM sessions WHERE session_id = ?"),
+                db.cachedStatement(sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
                 arguments: [session]
             )
         else {
             drop(session)
             return nil
         }
-        let (key, nextSeq, revision): (Int64, Int64, Int64) = (row[0], row[1], row[2])
-        let entry = state.withLock { state -> Entry in
+        let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
+        let (entry, building) = state.withLock { state -> (Entry, Bool) in
             state.clock += 1
             let entry = state.entries[session] ?? Entry()
             if state.entries[session] == nil { state.entries[session] = entry }
             entry.lastUse = state.clock
-            return entry
+            return (entry, entry.building)
+        }
+        // A large session's index takes long to build (about 1 s per 100,000 memories). Other recalls of that
+        // session do not queue behind the build, each holding one of the pool's few reader connections (which
+        // would stall every other session's recall): they fail at once, and the request goes on without memory.
+        if building, memories >= Self.largeSession {
+            throw RecallIndexBuilding(session: session, memories: memories)
         }
         entry.lock.lock()
         defer { entry.lock.unlock() }
@@ -89,10 +97,10 @@ final class RecallIndexCache: Sendable {
             index = cached
             entry.index = nil  // unique owner while it is extended (no copy of its arrays)
             if index.nextSeq < nextSeq, try !catchUp(&index, db: db, nextSeq: nextSeq) {
-                index = try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+                index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
             }
         } else {
-            index = try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
         }
         let (result, frequencies) = try body(index)
         for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }
@@ -143,6 +151,27 @@ final class RecallIndexCache: Sendable {
 
     private static let selectColumns = "\(Writer.memoryColumns), m.seq"
 
+    /// Sessions at least this large are "being built" while their index is built (see ``RecallIndexBuilding``).
+    static let largeSession = 10_000
+
+    /// ``load(_:session:key:nextSeq:revision:)``, with the entry marked as building meanwhile.
+    private func build(
+        _ entry: Entry, _ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64
+    ) throws -> SessionIndex {
+        state.withLock { _ in entry.building = true }
+        defer { state.withLock { _ in entry.building = false } }
+        return try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+    }
+
+    /// Marks a session's index as being built (tests).
+    func markBuilding(_ session: String, _ building: Bool) {
+        state.withLock { state in
+            let entry = state.entries[session] ?? Entry()
+            state.entries[session] = entry
+            entry.building = building
+        }
+    }
+
     /// The session's index built from its rows.
     private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws -> SessionIndex {
         let start = ContinuousClock.now
@@ -188,5 +217,16 @@ final class RecallIndexCache: Sendable {
         }
         index.nextSeq = nextSeq
         return true
+    }
+}
+
+/// A recall of a large session whose index another recall is building right now; the request goes on without
+/// memory (`memory.fail_open`), and a later recall finds the index built.
+struct RecallIndexBuilding: Error, CustomStringConvertible {
+    let session: String
+    let memories: Int
+
+    var description: String {
+        "the recall index of this session (\(memories) memories) is being built; later requests will find it"
     }
 }

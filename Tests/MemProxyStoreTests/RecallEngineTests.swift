@@ -212,6 +212,23 @@ import Testing
         #expect(try store.memories(session: "s1").count == 2)
     }
 
+    /// While a large session's index is being built, other recalls of that session fail at once instead of
+    /// queueing for it (each would hold one of the pool's few readers); small sessions just wait their turn.
+    @Test func largeSessionsBeingBuiltFailFast() async throws {
+        let store = try makeStore()
+        let count = RecallIndexCache.largeSession
+        try store.insert((0..<count).map { memory("note \($0) about the garden", session: "big", at: Double($0)) })
+        try store.insert([memory("a note about the garden", session: "small")])
+        store.recallCache.markBuilding("big", true)
+        store.recallCache.markBuilding("small", true)
+        await #expect(throws: RecallIndexBuilding.self) {
+            try await store.recall(session: "big", query: "garden", limit: 3)
+        }
+        #expect(try await store.recall(session: "small", query: "garden", limit: 3).count == 1)
+        store.recallCache.markBuilding("big", false)
+        #expect(try await store.recall(session: "big", query: "garden", limit: 3).count == 3)
+    }
+
     /// The cache stays within its bound by dropping the least recently used sessions, and a dropped session
     /// is rebuilt on its next recall with the same result.
     @Test func cacheIsBounded() async throws {
