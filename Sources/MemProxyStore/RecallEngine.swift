@@ -29,7 +29,8 @@ struct RecallEngine {
         weights = (1, settings.nearWeight, settings.farWeight, settings.dateWeight)
         mask = (weights.near > 0 ? 1 : 0) | (weights.far > 0 ? 2 : 0) | (weights.date > 0 ? 4 : 0)
         budget = max(1, settings.candidateBudget)
-        let slots = (settings.nearWeight > 0 ? 2 : 0)
+        let slots =
+            (settings.nearWeight > 0 ? 2 : 0)
             + (settings.farWeight > 0 ? 2 * (NeighbourIndex.farRadius - 1) : 0)
         commonDF = (1 + slots) * max(settings.minCommonDF, Int(Double(index.count) * settings.commonTermFraction))
     }
@@ -61,7 +62,8 @@ struct RecallEngine {
         }
         var candidates = rankRows(kept, depth: depth)
         if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
-            candidates = addFeedback(to: candidates, queryTerms: Set(kept.map(\.term)), depth: depth, computed: &computed)
+            candidates = addFeedback(
+                to: candidates, queryTerms: Set(kept.map(\.term)), depth: depth, computed: &computed)
         }
         return (RecallScoring.rescore(candidates, query: query, limit: limit, settings: settings), computed)
     }
@@ -146,43 +148,48 @@ struct RecallEngine {
         let count = documents.count
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)
-        index.counts.withUnsafeBufferPointer { counts in documents.withUnsafeBufferPointer { documents in
-            for row in rows where !documents[row].isProcedural {
-                let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
-                var length = Double(documents[row].contentLength)
-                if weights.date > 0 { length += Double(documents[row].dateLength) }
-                if radius > 0 {
-                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
-                        length += Double(documents[other].cappedLength)
-                    }
-                }
-                let norm = k1 * (1 - b + b * length / averageLength)
-                var score = 0.0
-                for (term, idf) in terms {
-                    var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content, of: counts))
-                    if weights.date > 0 {
-                        frequency += weights.date
-                            * Double(SessionIndex.frequency(of: term, in: documents[row].date, of: counts))
-                    }
+        index.counts.withUnsafeBufferPointer { counts in
+            documents.withUnsafeBufferPointer { documents in
+                for row in rows where !documents[row].isProcedural {
+                    let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
+                    var length = Double(documents[row].contentLength)
+                    if weights.date > 0 { length += Double(documents[row].dateLength) }
                     if radius > 0 {
-                        for other in lower...upper where other != row {
-                            let weight = neighbourWeight(row, other)
-                            guard weight > 0 else { continue }
-                            frequency += weight
-                                * Double(SessionIndex.frequency(of: term, in: documents[other].capped, of: counts))
+                        for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
+                            length += Double(documents[other].cappedLength)
                         }
                     }
-                    if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
+                    let norm = k1 * (1 - b + b * length / averageLength)
+                    var score = 0.0
+                    for (term, idf) in terms {
+                        var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content, of: counts))
+                        if weights.date > 0 {
+                            frequency +=
+                                weights.date
+                                * Double(SessionIndex.frequency(of: term, in: documents[row].date, of: counts))
+                        }
+                        if radius > 0 {
+                            for other in lower...upper where other != row {
+                                let weight = neighbourWeight(row, other)
+                                guard weight > 0 else { continue }
+                                frequency +=
+                                    weight
+                                    * Double(SessionIndex.frequency(of: term, in: documents[other].capped, of: counts))
+                            }
+                        }
+                        if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
+                    }
+                    scored.append((row, score))
                 }
-                scored.append((row, score))
             }
-        } }
+        }
         scored.sort { a, b in
             a.score != b.score ? a.score > b.score : documents[a.row].seq > documents[b.row].seq
         }
         return scored.prefix(depth).map { entry in
             let document = documents[entry.row]
-            return RecallCandidate(memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
+            return RecallCandidate(
+                memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
         }
     }
 

@@ -69,7 +69,8 @@ final class RecallIndexCache: Sendable {
     ) throws -> T? {
         guard
             let row = try Row.fetchOne(
-                db.cachedStatement(sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
+                db.cachedStatement(
+                    sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
                 arguments: [session]
             )
         else {
@@ -173,7 +174,9 @@ final class RecallIndexCache: Sendable {
     }
 
     /// The session's index built from its rows.
-    private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws -> SessionIndex {
+    private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws
+        -> SessionIndex
+    {
         let start = ContinuousClock.now
         var index = SessionIndex(key: key, revision: revision, nextSeq: nextSeq)
         defer {
@@ -181,7 +184,8 @@ final class RecallIndexCache: Sendable {
             let elapsed = ContinuousClock.now - start
             let metadata: Logger.Metadata = [
                 "memory.session": "\(session)", "memory.memories": "\(index.count)",
-                "memory.build_ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
+                "memory.build_ms":
+                    "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)",
             ]
             if index.count >= Self.loggedBuildSize {
                 logger.info("memory.recall_index_built", metadata: metadata)
@@ -206,7 +210,8 @@ final class RecallIndexCache: Sendable {
     private func catchUp(_ index: inout SessionIndex, db: Database, nextSeq: Int64) throws -> Bool {
         let range = Schema.rowRange(sessionKey: index.key)
         let rows = try Row.fetchAll(
-            db.cachedStatement(sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.seq BETWEEN ? AND ? ORDER BY m.seq"),
+            db.cachedStatement(
+                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.seq BETWEEN ? AND ? ORDER BY m.seq"),
             arguments: [range.lower | index.nextSeq, range.upper]
         )
         for row in rows {

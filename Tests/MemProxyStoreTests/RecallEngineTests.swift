@@ -1,8 +1,9 @@
 import Foundation
 import GRDB
 import MemProxyCore
-@testable import MemProxyStore
 import Testing
+
+@testable import MemProxyStore
 
 /// Recall's in-memory engine (``RecallEngine`` over ``SessionIndex``, kept by ``RecallIndexCache``).
 @Suite struct RecallEngineTests {
@@ -13,7 +14,9 @@ import Testing
 
     /// Random text; some texts are longer than the 512 characters a neighbour contributes, cut inside a word.
     static func text(_ random: inout SeededRandom) -> String {
-        let count = Int.random(in: 0...10, using: &random) == 0 ? Int.random(in: 60...120, using: &random)
+        let count =
+            Int.random(in: 0...10, using: &random) == 0
+            ? Int.random(in: 60...120, using: &random)
             : Int.random(in: 1...12, using: &random)
         return (0..<count).map { _ in words[Int.random(in: 0..<words.count, using: &random)] }.joined(separator: " ")
     }
@@ -41,7 +44,8 @@ import Testing
             let recallQuery = RecallQuery(text: query)
             let (expected, actual) = try await store.dbPool.read { db in
                 try ReferenceBM25.register(in: db)
-                let sql = try ReferenceRecall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
+                let sql = try ReferenceRecall.ranked(
+                    db, session: "s1", query: recallQuery, limit: 8, settings: settings)
                 let memory = try Recall.context(
                     db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
                     settings: settings
@@ -75,7 +79,8 @@ import Testing
             let recallQuery = RecallQuery(text: word)
             let (expected, actual) = try await store.dbPool.read { db in
                 try ReferenceBM25.register(in: db)
-                let sql = try ReferenceRecall.ranked(db, session: "s1", query: recallQuery, limit: 8, settings: settings)
+                let sql = try ReferenceRecall.ranked(
+                    db, session: "s1", query: recallQuery, limit: 8, settings: settings)
                 let memory = try Recall.context(
                     db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
                     settings: settings
@@ -93,13 +98,16 @@ import Testing
         let store = try makeStore { if withoutDates { $0.recall.dateWeight = 0 } }
         var random = SeededRandom(seed: withoutDates ? 17 : 19)
         let queries = (0..<12).map { _ in
-            (0..<Int.random(in: 1...3, using: &random)).map { _ in Self.words[Int.random(in: 0..<Self.words.count, using: &random)] }
-                .joined(separator: " ")
+            (0..<Int.random(in: 1...3, using: &random)).map { _ in
+                Self.words[Int.random(in: 0..<Self.words.count, using: &random)]
+            }
+            .joined(separator: " ")
         }
         for chunk in 0..<20 {
-            try store.insert((0..<Int.random(in: 1...4, using: &random)).map { _ in
-                memory(Self.text(&random), at: Double(chunk) * 30_000)
-            })
+            try store.insert(
+                (0..<Int.random(in: 1...4, using: &random)).map { _ in
+                    memory(Self.text(&random), at: Double(chunk) * 30_000)
+                })
             for query in queries { _ = try await store.recall(session: "s1", query: query, limit: 8) }
         }
         let fresh = try RecallIndexCache(maxMemories: 1_000)
@@ -113,7 +121,8 @@ import Testing
                         settings: settings
                     ).recalled,
                     try Recall.context(
-                        db, cache: fresh, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0, settings: settings
+                        db, cache: fresh, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
+                        settings: settings
                     ).recalled
                 )
             }
@@ -126,7 +135,9 @@ import Testing
     @Test func datesInWordsMatchSQLite() async throws {
         let store = try makeStore()
         try await store.dbPool.read { db in
-            let samples: [Double] = [0, 86_399.9, 951_782_400, 1_700_000_000, -1, -34_560_000, 4_102_444_800, 1_709_164_800]
+            let samples: [Double] = [
+                0, 86_399.9, 951_782_400, 1_700_000_000, -1, -34_560_000, 4_102_444_800, 1_709_164_800,
+            ]
             for seconds in samples {
                 let sql = try String.fetchOne(db, sql: "SELECT \(NeighbourIndex.dateText("?1"))", arguments: [seconds])
                 #expect(SessionIndex.dateText(seconds) == sql, "seconds: \(seconds)")
@@ -151,7 +162,8 @@ import Testing
         try store.insert([memory("a dog barked at dawn", at: 0)])
         #expect(try await recall("barked") == ["a dog barked at dawn"])
         try await store.dbPool.write { db in
-            try db.execute(sql: "UPDATE memories SET content = 'the cat likes the park' WHERE content = 'the dog likes the park'")
+            try db.execute(
+                sql: "UPDATE memories SET content = 'the cat likes the park' WHERE content = 'the dog likes the park'")
             try db.execute(sql: "DELETE FROM memories WHERE content = 'the dog swims in the river'")
         }
         #expect(try await recall("dog") == ["a dog barked at dawn"])
@@ -170,7 +182,10 @@ import Testing
         let writer = try makeStore(path: path)
         for session in 0..<4 {
             // s3 is the most recently active, s0 the least.
-            try writer.insert((0..<10).map { memory("note \($0) about topic\(session)", session: "s\(session)", at: Double(session * 100 + $0)) })
+            try writer.insert(
+                (0..<10).map {
+                    memory("note \($0) about topic\(session)", session: "s\(session)", at: Double(session * 100 + $0))
+                })
         }
         let store = try makeStore(path: path) { $0.maxCachedMemories = 25 }
         let warmed = await store.warmRecallIndex()
@@ -198,14 +213,21 @@ import Testing
                                                  metadata, content_hash)
                             VALUES (?, ?, 's1', 'episodic', 'user', ?, ?, ?, 'import', '{}', 'x')
                             """,
-                        arguments: [key << 32 | Int64(number), "mem_v4_\(number)", content, 1_700_000_000 + number, 1_700_000_000]
+                        arguments: [
+                            key << 32 | Int64(number), "mem_v4_\(number)", content, 1_700_000_000 + number,
+                            1_700_000_000,
+                        ]
                     )
                 }
             }
         }
         let store = try makeStore(path: path) { $0.recall = .baseline }
         let objects = try await store.dbPool.read { db in
-            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE name LIKE 'memories_context%' OR name LIKE 'memories_neighbour%'")
+            try String.fetchAll(
+                db,
+                sql:
+                    "SELECT name FROM sqlite_master WHERE name LIKE 'memories_context%' OR name LIKE 'memories_neighbour%'"
+            )
         }
         #expect(objects.isEmpty)
         #expect(try await store.recall(session: "s1", query: "dog", limit: 5).map(\.memory.id) == ["mem_v4_0"])
@@ -234,15 +256,18 @@ import Testing
     @Test func cacheIsBounded() async throws {
         let store = try makeStore { $0.maxCachedMemories = 25 }
         for session in 0..<4 {
-            try store.insert((0..<10).map { memory("note \($0) about topic\(session)", session: "s\(session)", at: Double($0)) })
+            try store.insert(
+                (0..<10).map { memory("note \($0) about topic\(session)", session: "s\(session)", at: Double($0)) })
         }
         var first: [String: [String]] = [:]
         for session in 0..<4 {
-            first["s\(session)"] = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3).map(\.memory.id)
+            first["s\(session)"] = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3)
+                .map(\.memory.id)
             #expect(store.recallCache.cachedMemories <= 25)
         }
         for session in 0..<4 {
-            let again = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3).map(\.memory.id)
+            let again = try await store.recall(session: "s\(session)", query: "topic\(session)", limit: 3).map(
+                \.memory.id)
             #expect(again == first["s\(session)"])
             #expect(again.count == 3)
         }

@@ -10,7 +10,9 @@ struct RecallIndexMetricsTests {
     @Test("memory.recall_index.memories and memory.recall_index.builds are exported")
     func exported() async throws {
         let registry = PrometheusCollectorRegistry()
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("memproxy-test-\(UUID().uuidString).db").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memproxy-test-\(UUID().uuidString).db"
+        ).path
         let store = try SQLiteMemoryStore(
             configuration: .init(path: path),
             logger: quietLogger,
