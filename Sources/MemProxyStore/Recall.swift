@@ -65,7 +65,7 @@ enum RecallScoring {
     }
 
     /// Step 5: type weight and temporal boost on each candidate's relevance, then the `limit` best (ties: newer
-    /// first). 
+    /// first).
     static func rescore(
         _ candidates: [RecallCandidate],
         query: RecallQuery,

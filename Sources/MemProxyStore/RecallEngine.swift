@@ -27,7 +27,7 @@ struct RecallEngine {
         self.settings = settings
         self.tokenizer = tokenizer
         weights = (1, settings.nearWeight, settings.farWeight, settings.dateWeight)
-        mask = (weights.near > 0 ? 1 : 0) | (weights.far > 0 ? 2 : 0) | (weights.date > 0 ? 4 : 0)
+        mask = SessionIndex.columnMask(near: weights.near > 0, far: weights.far > 0, date: weights.date > 0)
         budget = max(1, settings.candidateBudget)
         let slots =
             (settings.nearWeight > 0 ? 2 : 0)
@@ -77,7 +77,7 @@ struct RecallEngine {
     /// Rows holding `term` in a column in use, as a bitmap over the documents.
     private func rows(_ term: UInt32, into bits: inout [UInt64]) {
         let count = index.count
-        let radius = weights.far > 0 ? NeighbourIndex.farRadius : (weights.near > 0 ? 1 : 0)
+        let radius = SessionIndex.radius(mask)
         let (near, far, date) = (weights.near > 0, weights.far > 0, weights.date > 0)
         index.counts.withUnsafeBufferPointer { counts in
             index.documents.withUnsafeBufferPointer { documents in
@@ -144,7 +144,7 @@ struct RecallEngine {
         if weights.date > 0 { tokens += Double(index.dateTotal) }
         let averageLength = tokens > 0 ? tokens / rowCount : 1
         let (k1, b) = (RecallScoring.k1, RecallScoring.b)
-        let radius = weights.far > 0 ? NeighbourIndex.farRadius : (weights.near > 0 ? 1 : 0)
+        let radius = SessionIndex.radius(mask)
         let count = documents.count
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)

@@ -174,6 +174,11 @@ struct SessionIndex {
     /// The most document frequencies kept between changes (the cache is dropped beyond).
     static let maxCachedFrequencies = 20_000
 
+    /// The columns a row matches in besides its own text, as the mask in frequency cache keys.
+    static func columnMask(near: Bool, far: Bool, date: Bool) -> UInt64 {
+        (near ? 1 : 0) | (far ? 2 : 0) | (date ? 4 : 0)
+    }
+
     /// How far a row's neighbour columns reach under a column mask (bits: 1 `near`, 2 `far`, 4 `date`).
     static func radius(_ mask: UInt64) -> Int {
         mask & 2 != 0 ? NeighbourIndex.farRadius : (mask & 1 != 0 ? 1 : 0)

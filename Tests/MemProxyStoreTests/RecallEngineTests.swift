@@ -21,6 +21,22 @@ import Testing
         return (0..<count).map { _ in words[Int.random(in: 0..<words.count, using: &random)] }.joined(separator: " ")
     }
 
+    /// Session s1's best 8 for `query` by the SQL reference ranker and by the in-memory engine, in one read.
+    static func rankedBoth(_ store: SQLiteMemoryStore, _ query: RecallQuery) async throws
+        -> (sql: [RecalledMemory], memory: [RecalledMemory])
+    {
+        let settings = store.recallSettings
+        return try await store.dbPool.read { db in
+            try ReferenceBM25.register(in: db)
+            let sql = try ReferenceRecall.ranked(db, session: "s1", query: query, limit: 8, settings: settings)
+            let memory = try Recall.context(
+                db, cache: store.recallCache, session: "s1", query: query, limit: 8, proceduralLimit: 0,
+                settings: settings
+            ).recalled
+            return (sql, memory)
+        }
+    }
+
     /// On a single-session store (so FTS5's table-wide statistics are the session's), with every frequency
     /// below the SQL ranker's probe cap, the in-memory engine ranks exactly as the SQL ranker of schemas v2–v5
     /// over the neighbourhood FTS5 index did (`ReferenceRecall`, the ranking LoCoMo was measured with): same memories, same order, same scores, for the default and the baseline
@@ -35,23 +51,13 @@ import Testing
         }
         try store.insert(memories)
         try await store.dbPool.write { db in try ReferenceRecall.buildNeighbourIndex(db) }
-        let settings = store.recallSettings
         for round in 0..<40 {
             let count = Int.random(in: 1...4, using: &random)
             var query = (0..<count).map { _ in Self.words[Int.random(in: 0..<Self.words.count, using: &random)] }
                 .joined(separator: " ")
             if round % 5 == 0 { query += " when did we go?" }
             let recallQuery = RecallQuery(text: query)
-            let (expected, actual) = try await store.dbPool.read { db in
-                try ReferenceBM25.register(in: db)
-                let sql = try ReferenceRecall.ranked(
-                    db, session: "s1", query: recallQuery, limit: 8, settings: settings)
-                let memory = try Recall.context(
-                    db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
-                    settings: settings
-                ).recalled
-                return (sql, memory)
-            }
+            let (expected, actual) = try await Self.rankedBoth(store, recallQuery)
             #expect(actual.map(\.memory.id) == expected.map(\.memory.id), "query: \(query)")
             for (a, e) in zip(actual, expected) {
                 #expect(abs(a.score - e.score) <= 1e-9 * max(1, abs(e.score)), "query: \(query)")
@@ -72,21 +78,11 @@ import Testing
         }
         try store.insert(memories)
         try await store.dbPool.write { db in try ReferenceRecall.buildNeighbourIndex(db) }
-        let settings = store.recallSettings
         // One word per query: the SQL ranker sorted terms by frequency without a tie-break, so with several
         // words of equal frequency the two could keep different ones at the budget's edge.
         for word in Self.words {
             let recallQuery = RecallQuery(text: word)
-            let (expected, actual) = try await store.dbPool.read { db in
-                try ReferenceBM25.register(in: db)
-                let sql = try ReferenceRecall.ranked(
-                    db, session: "s1", query: recallQuery, limit: 8, settings: settings)
-                let memory = try Recall.context(
-                    db, cache: store.recallCache, session: "s1", query: recallQuery, limit: 8, proceduralLimit: 0,
-                    settings: settings
-                ).recalled
-                return (sql, memory)
-            }
+            let (expected, actual) = try await Self.rankedBoth(store, recallQuery)
             #expect(actual.map(\.memory.id) == expected.map(\.memory.id), "query: \(word)")
         }
     }
