@@ -132,9 +132,14 @@ struct ChatMemory: Sendable {
         do {
             let builder = self.contextBuilder
             let (query, excluding, topK) = (chat.newestUserText, chat.messageTexts, self.configuration.topK)
-            // A locked or stalled database must not hold the request: past the deadline we fail open.
-            context = try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
-                try await builder.build(session: session, query: query, excluding: excluding, topK: topK)
+            if let cached = builder.buildCached(session: session, query: query, excluding: excluding, topK: topK) {
+                // The session's index in memory is current: no database read, nothing to wait for.
+                context = cached
+            } else {
+                // A locked or stalled database must not hold the request: past the deadline we fail open.
+                context = try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
+                    try await builder.build(session: session, query: query, excluding: excluding, topK: topK)
+                }
             }
         } catch {
             logger.error(
@@ -257,6 +262,29 @@ struct MemoryContextBuilder: Sendable {
                 recalled = try await self.store.recall(session: session, query: query, limit: topK * 2)
             }
         }
+        return assemble(procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start)
+    }
+
+    /// ``build(session:query:excluding:topK:)`` when the store can recall at once from memory
+    /// (``ManagedMemoryStore/cachedContext(session:query:limit:proceduralLimit:)``); `nil` when it cannot.
+    func buildCached(session: String, query: String?, excluding: [String], topK: Int) -> MemoryContext? {
+        let start = ContinuousClock.now
+        guard
+            let managed,
+            let (procedural, recalled) = managed.cachedContext(
+                session: session,
+                query: topK > 0 ? query : nil,
+                limit: topK * 2,
+                proceduralLimit: Self.maxProcedural
+            )
+        else { return nil }
+        return assemble(procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start)
+    }
+
+    private func assemble(
+        procedural: [Memory], recalled: [RecalledMemory], excluding: [String], topK: Int,
+        start: ContinuousClock.Instant
+    ) -> MemoryContext {
         let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
         var candidates: [String: Memory] = [:]
         for memory in procedural + recalled.map(\.memory) { candidates[memory.id] = memory }

@@ -9,6 +9,11 @@ public protocol ManagedMemoryStore: MemoryStore {
     func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
         -> (procedural: [Memory], recalled: [RecalledMemory])
 
+    /// ``context(session:query:limit:proceduralLimit:)`` when the store can answer at once, from memory, without
+    /// blocking; `nil` when it cannot (call the async form).
+    func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
+        -> (procedural: [Memory], recalled: [RecalledMemory])?
+
     /// The memory `id` of `session`; `nil` when it does not exist in that session.
     func memory(session: String, id: String) async throws -> Memory?
 

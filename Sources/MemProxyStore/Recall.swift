@@ -30,14 +30,47 @@ enum Recall {
         settings: RecallSettings
     ) throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
         try cache.withIndex(db, session: session) { index in
-            let procedural = index.proceduralRows.reversed().prefix(max(0, proceduralLimit))
-                .map { index.documents[Int($0)].memory }
-            let rankedLimit = proceduralCountsTowardLimit ? limit - procedural.count : limit
-            guard let query, rankedLimit > 0, !query.terms.isEmpty else { return ((procedural, []), [:]) }
-            let engine = RecallEngine(index: index, settings: settings, tokenizer: cache.tokenizer)
-            let (ranked, frequencies) = engine.rank(query, limit: rankedLimit)
-            return ((procedural, ranked), frequencies)
+            rank(
+                index, tokenizer: cache.tokenizer, query: query, limit: limit, proceduralLimit: proceduralLimit,
+                proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings)
         } ?? ([], [])
+    }
+
+    /// ``context(_:cache:session:query:limit:proceduralLimit:proceduralCountsTowardLimit:settings:)`` without a
+    /// database read, when the session's cached index is known to be current
+    /// (``RecallIndexCache/withCurrentIndex(session:_:)``); `nil` otherwise.
+    static func cachedContext(
+        cache: RecallIndexCache,
+        session: String,
+        query: RecallQuery?,
+        limit: Int,
+        proceduralLimit: Int,
+        proceduralCountsTowardLimit: Bool = false,
+        settings: RecallSettings
+    ) -> (procedural: [Memory], recalled: [RecalledMemory])? {
+        cache.withCurrentIndex(session: session) { index in
+            rank(
+                index, tokenizer: cache.tokenizer, query: query, limit: limit, proceduralLimit: proceduralLimit,
+                proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings)
+        }
+    }
+
+    private static func rank(
+        _ index: SessionIndex,
+        tokenizer: TextTokenizer,
+        query: RecallQuery?,
+        limit: Int,
+        proceduralLimit: Int,
+        proceduralCountsTowardLimit: Bool,
+        settings: RecallSettings
+    ) -> ((procedural: [Memory], recalled: [RecalledMemory]), [UInt64: Int]) {
+        let procedural = index.proceduralRows.reversed().prefix(max(0, proceduralLimit))
+            .map { index.documents[Int($0)].memory }
+        let rankedLimit = proceduralCountsTowardLimit ? limit - procedural.count : limit
+        guard let query, rankedLimit > 0, !query.terms.isEmpty else { return ((procedural, []), [:]) }
+        let engine = RecallEngine(index: index, settings: settings, tokenizer: tokenizer)
+        let (ranked, frequencies) = engine.rank(query, limit: rankedLimit)
+        return ((procedural, ranked), frequencies)
     }
 }
 

@@ -15,20 +15,46 @@ import Synchronization
 ///
 /// The cache holds at most ``maxMemories`` memories (least recently used sessions are dropped first; the
 /// session in use is always kept, however large).
+///
+/// **Recall without a database read.** Most recalls need no SQL at all: the writer appends what it commits to the
+/// cached indexes itself (``finishCommit(_:)``), and the cache remembers the WAL header (``WALHeaderProbe``) of the
+/// database state its *fresh* entries reflect (the view). When the header is still the view, nobody (no other
+/// connection of this process, no other process) has committed since, and a fresh entry is the session's current
+/// state: ``withCurrentIndex(session:_:)`` ranks it on the caller's thread. Any other commit (the memory API, the
+/// CLI, plain SQL, pruning) moves the header away from the view, and recalls go back to ``withIndex(_:session:_:)``
+/// (a read transaction that checks the session's row), which also marks the entries it verified fresh again.
 final class RecallIndexCache: Sendable {
     let tokenizer: TextTokenizer
     let maxMemories: Int
+    /// The database's wal-index header; `nil` (no fast path) when it cannot be read.
+    let probe: WALHeaderProbe?
     private let state: Mutex<State>
     private let logger: Logger
     /// Memories indexed across sessions.
     private let indexedMemories: Gauge
     /// Session indexes built from the table (first recall, after an edit, after eviction).
     private let builds: Counter
+    /// Recalls answered from memory alone, and with a read transaction.
+    private let memoryReads: Counter
+    private let databaseReads: Counter
 
     private struct State {
         var entries: [String: Entry] = [:]
         var clock: UInt64 = 0
         var total = 0
+        /// Entries whose `generation` is this one are fresh: they reflect the database state of `view`.
+        var generation: UInt64 = 1
+        /// The WAL commit counter of the state fresh entries reflect; `nil` before the first verified read.
+        var view: UInt32?
+        /// The counter the writer's transaction will leave when it commits: between its commit and
+        /// ``finishCommit(_:)``, fresh entries are still a consistent (slightly older) snapshot, and nobody can know
+        /// that the commit happened yet (its acknowledgements come after ``finishCommit(_:)``).
+        var pending: UInt32?
+        /// The writer is between the start of a transaction and ``finishCommit(_:)``.
+        var committing = false
+        /// Recalls served from memory alone and with a database read (tests, benchmarks).
+        var memoryRecalls = 0
+        var databaseRecalls = 0
     }
 
     /// One session's index, locked while it is brought up to date and ranked.
@@ -42,19 +68,28 @@ final class RecallIndexCache: Sendable {
         var evicted = false
         /// Its index is being built from the table.
         var building = false
+        /// Fresh when equal to the cache's generation. Guarded by the cache's state lock.
+        var generation: UInt64 = 0
     }
 
+    /// - Parameter databasePath: The WAL database's path, for reading recall without SQL; `nil` disables it.
     init(
         maxMemories: Int,
+        databasePath: String? = nil,
         logger: Logger = Logger(label: "memproxy.store", factory: { _ in SwiftLogNoOpLogHandler() }),
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws {
         tokenizer = try TextTokenizer()
         self.maxMemories = max(0, maxMemories)
+        probe = databasePath.flatMap { WALHeaderProbe(databasePath: $0) }
         state = Mutex(State())
         self.logger = logger
         indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
         builds = Counter(label: "memory.recall_index.builds", dimensions: [], factory: metricsFactory)
+        memoryReads = Counter(
+            label: "memory.recall_index.reads", dimensions: [("source", "memory")], factory: metricsFactory)
+        databaseReads = Counter(
+            label: "memory.recall_index.reads", dimensions: [("source", "database")], factory: metricsFactory)
     }
 
     /// Sessions this large log their index build at info level (smaller ones at debug).
@@ -67,6 +102,7 @@ final class RecallIndexCache: Sendable {
         session: String,
         _ body: (SessionIndex) throws -> (T, [UInt64: Int])
     ) throws -> T? {
+        let before = probe?.read()?.change
         guard
             let row = try Row.fetchOne(
                 db.cachedStatement(
@@ -78,7 +114,11 @@ final class RecallIndexCache: Sendable {
             return nil
         }
         let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
+        // Nobody committed between the two header reads: this read transaction sees the state of `before`.
+        let verified = before != nil && probe?.read()?.change == before ? before : nil
+        databaseReads.increment()
         let (entry, building) = state.withLock { state -> (Entry, Bool) in
+            state.databaseRecalls += 1
             state.clock += 1
             let entry = state.entries[session] ?? Entry()
             if state.entries[session] == nil { state.entries[session] = entry }
@@ -108,7 +148,160 @@ final class RecallIndexCache: Sendable {
         let size = index.count
         entry.index = index
         resize(entry, to: size)
+        if let verified { markFresh(entry, at: verified) }
         return result
+    }
+
+    /// Runs `body` with the session's index when it is known to be current without reading the database (see
+    /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:_:)``).
+    /// Never waits: an index in use by a build or a catch-up is left alone.
+    func withCurrentIndex<T>(session: String, _ body: (SessionIndex) throws -> (T, [UInt64: Int])) rethrows -> T? {
+        guard let header = probe?.read()?.change else { return nil }
+        let candidate = state.withLock { state -> Entry? in
+            guard state.view == header || state.pending == header, let entry = state.entries[session],
+                entry.generation == state.generation,
+                !entry.building
+            else { return nil }
+            state.clock += 1
+            entry.lastUse = state.clock
+            return entry
+        }
+        guard let entry = candidate, entry.lock.try() else { return nil }
+        defer { entry.lock.unlock() }
+        guard var index = entry.index else { return nil }
+        state.withLock { $0.memoryRecalls += 1 }
+        memoryReads.increment()
+        let (result, frequencies) = try body(index)
+        if !frequencies.isEmpty {
+            entry.index = nil  // unique owner while the frequencies are added
+            for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }
+            entry.index = index
+        }
+        return result
+    }
+
+    /// Marks `entry` fresh after a read transaction that saw the state of `header` (and brought the entry to it).
+    private func markFresh(_ entry: Entry, at header: UInt32) {
+        state.withLock { state in
+            if state.view == header {
+                entry.generation = state.generation
+            } else if !state.committing, state.view.map({ Int32(bitPattern: header &- $0) > 0 }) ?? true {
+                // Someone else committed since the view (the memory API, another process): every other entry may be
+                // behind now; this one is verified.
+                state.generation += 1
+                state.view = header
+                entry.generation = state.generation
+            }
+        }
+    }
+
+    // MARK: - The writer's commits
+
+    /// One memory the writer inserted: its session's key, its number in the session (`next_seq` before it) and
+    /// `seq`, and the memory as the table holds it.
+    struct InsertedMemory: Sendable {
+        var memory: Memory
+        var key: Int64
+        var number: Int64
+        var seq: Int64
+    }
+
+    /// What one writer transaction did, for ``finishCommit(_:)``.
+    struct Commit: Sendable {
+        /// The commit counter read inside the transaction, after its last statement (the write lock held if it
+        /// wrote).
+        var changeBefore: UInt32?
+        /// Whether the transaction committed changes.
+        var wrote = false
+        /// The memories it inserted, in insertion order.
+        var inserted: [InsertedMemory] = []
+        /// The exchanges it stored (not skipped as retries).
+        var stored: [ExchangeRecord] = []
+    }
+
+    /// Called by the writer before its transaction begins: until ``finishCommit(_:)``, a commit seen in the header
+    /// may be the writer's, so a recall does not adopt it as the view.
+    func beginCommit() {
+        state.withLock { $0.committing = true }
+    }
+
+    /// Called by the writer inside its transaction, just before `COMMIT`, holding the write lock: the commit
+    /// counter now, and whether the transaction changed anything (then its commit adds exactly one).
+    func prepareCommit(changeBefore: UInt32?, wrote: Bool) {
+        guard let changeBefore, wrote else { return }
+        state.withLock { state in
+            if state.view == changeBefore { state.pending = changeBefore &+ 1 }
+        }
+    }
+
+    /// Called by the writer after its transaction: when that commit was the only one since the view, moves the view
+    /// to it and appends the inserted memories to the fresh indexes of their sessions (every other fresh entry is
+    /// still current); otherwise every entry becomes stale (the next recall of each reads the database). Returns
+    /// the WAL header read after the commit.
+    @discardableResult
+    func finishCommit(_ commit: Commit) -> WALHeader? {
+        let header = probe?.read()
+        let after = header?.change
+        var bySession: [String: [InsertedMemory]] = [:]
+        for inserted in commit.inserted { bySession[inserted.memory.sessionID, default: []].append(inserted) }
+        let (generation, targets) = state.withLock { state -> (UInt64, [(Entry, [InsertedMemory])]) in
+            defer {
+                state.view = after
+                state.pending = nil
+            }
+            guard let before = commit.changeBefore, let after, state.view == before,
+                after == (commit.wrote ? before &+ 1 : before)
+            else {
+                state.generation += 1
+                return (state.generation, [])
+            }
+            var targets: [(Entry, [InsertedMemory])] = []
+            for (session, memories) in bySession {
+                guard let entry = state.entries[session], entry.generation == state.generation else { continue }
+                targets.append((entry, memories))
+            }
+            return (state.generation, targets)
+        }
+        var stale: [Entry] = []
+        var appended: [(Entry, Int)] = []
+        for (entry, memories) in targets {
+            guard !entry.building, entry.lock.try() else {
+                stale.append(entry)
+                continue
+            }
+            defer { entry.lock.unlock() }
+            guard var index = entry.index else {
+                stale.append(entry)
+                continue
+            }
+            entry.index = nil  // unique owner while it is extended
+            var current = true
+            for inserted in memories where index.nextSeq <= inserted.number {
+                guard index.key == inserted.key, index.nextSeq == inserted.number,
+                    index.sortsLast(createdAt: inserted.memory.createdAt.timeIntervalSince1970, seq: inserted.seq)
+                else {
+                    current = false
+                    break
+                }
+                index.append(inserted.memory, seq: inserted.seq, tokenizer: tokenizer)
+                index.nextSeq = inserted.number + 1
+            }
+            entry.index = index
+            if current { appended.append((entry, index.count)) } else { stale.append(entry) }
+        }
+        let total = state.withLock { state -> Int in
+            state.committing = false
+            for entry in stale where entry.generation == generation { entry.generation = 0 }
+            for (entry, size) in appended { resizeLocked(&state, entry, to: size) }
+            return state.total
+        }
+        if !appended.isEmpty { indexedMemories.record(total) }
+        return header
+    }
+
+    /// How many recalls were served from memory alone and with a database read (tests, benchmarks).
+    var recallCounts: (memory: Int, database: Int) {
+        state.withLock { ($0.memoryRecalls, $0.databaseRecalls) }
     }
 
     /// Forgets a session's index.

@@ -73,9 +73,14 @@ extension SQLiteMemoryStore {
             logger: logger,
             errors: metrics.errors
         )
+        let cache = recallCache
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             dbPool.asyncWriteWithoutTransaction { db in
-                writer.commit(batch, in: db)
+                // The cache learns what was committed before anyone else can write (this is GRDB's writer queue).
+                cache.beginCommit()
+                let commit = writer.commit(batch, in: db, cache: cache)
+                cache.finishCommit(commit)
+                writer.acknowledge(commit)
                 continuation.resume()
             }
         }

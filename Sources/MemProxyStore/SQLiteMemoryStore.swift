@@ -37,6 +37,8 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         /// The most memories recall keeps in memory across sessions (``RecallIndexCache``); least recently used
         /// sessions are dropped first.
         public var maxCachedMemories: Int = 500_000
+        /// Whether the writer warms the recall cache at start (tests that count recalls turn it off).
+        var warmsRecallIndex = true
 
         /// Creates a configuration with defaults.
         ///
@@ -116,6 +118,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         do {
             self.recallCache = try RecallIndexCache(
                 maxMemories: configuration.maxCachedMemories,
+                databasePath: configuration.path,
                 logger: logger,
                 metricsFactory: metricsFactory ?? MetricsSystem.factory
             )
@@ -150,15 +153,24 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
         let cache = recallCache
+        // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
+        // never increase down the list.
+        @Sendable func merged(_ context: (procedural: [Memory], recalled: [RecalledMemory])) -> [RecalledMemory] {
+            let lead = max(1, context.recalled.first?.score ?? 1)
+            return context.procedural.map { RecalledMemory(memory: $0, score: lead) } + context.recalled
+        }
+        if let context = Recall.cachedContext(
+            cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
+            proceduralCountsTowardLimit: true, settings: settings
+        ) {
+            return merged(context)
+        }
         return try await dbPool.read { db in
-            let (procedural, recalled) = try Recall.context(
-                db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
-                proceduralCountsTowardLimit: true, settings: settings
-            )
-            // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
-            // never increase down the list.
-            let lead = max(1, recalled.first?.score ?? 1)
-            return procedural.map { RecalledMemory(memory: $0, score: lead) } + recalled
+            merged(
+                try Recall.context(
+                    db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
+                    proceduralCountsTowardLimit: true, settings: settings
+                ))
         }
     }
 
@@ -172,12 +184,35 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
         let cache = recallCache
+        if let context = Recall.cachedContext(
+            cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
+            settings: settings
+        ) {
+            return context
+        }
         return try await dbPool.read { db in
             try Recall.context(
                 db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
                 settings: settings
             )
         }
+    }
+
+    /// ``context(session:query:limit:proceduralLimit:)`` when it needs no database read (the session's in-memory
+    /// index is known to be current, see ``RecallIndexCache``): computed on the caller's thread, without waiting for
+    /// anything. `nil` when the database must be read.
+    public func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
+        -> (procedural: [Memory], recalled: [RecalledMemory])?
+    {
+        let start = ContinuousClock.now
+        guard
+            let context = Recall.cachedContext(
+                cache: recallCache, session: session, query: query.map(RecallQuery.init(text:)), limit: limit,
+                proceduralLimit: proceduralLimit, settings: recallSettings
+            )
+        else { return nil }
+        metrics.recallDuration.record(duration: ContinuousClock.now - start)
+        return context
     }
 
     /// Enqueues the exchange for the writer; never waits for disk.
@@ -230,7 +265,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             await withDiscardingTaskGroup { group in
                 // Recall's indexes of the most recently active sessions are built in the background, so that the
                 // first requests after a start do not each wait for their session's index.
-                group.addTask { await self.warmRecallIndex() }
+                if self.configuration.warmsRecallIndex { group.addTask { await self.warmRecallIndex() } }
                 var busy = false
                 for await _ in self.wakeups {
                     // Under load (the last pass committed more than one item), let concurrent requests' writes join

@@ -12,51 +12,79 @@ struct Writer: Sendable {
     let logger: Logger
     let errors: Counter
 
-    func commit(_ batch: [WriteItem], in db: Database) {
+    /// Commits `batch` and reports what it inserted and stored.
+    ///
+    /// `cache`, when given, hears of the commit just before it happens
+    /// (``RecallIndexCache/prepareCommit(changeBefore:wrote:)``); the caller hands the result to
+    /// ``RecallIndexCache/finishCommit(_:)`` and then calls ``acknowledge(_:)``.
+    @discardableResult
+    func commit(_ batch: [WriteItem], in db: Database, cache: RecallIndexCache? = nil) -> RecallIndexCache.Commit {
         var stored: [ExchangeRecord] = []
+        var outcome = RecallIndexCache.Commit()
+        let changesBefore = db.totalChangesCount
         do {
             do {
                 try db.inTransaction {
                     for item in batch {
-                        if try write(item, in: db), case .exchange(let exchange) = item { stored.append(exchange) }
+                        if try write(item, in: db, inserted: &outcome.inserted), case .exchange(let exchange) = item {
+                            stored.append(exchange)
+                        }
                     }
+                    outcome.changeBefore = cache?.probe?.read()?.change
+                    cache?.prepareCommit(
+                        changeBefore: outcome.changeBefore, wrote: db.totalChangesCount != changesBefore)
                     return .commit
                 }
             } catch {
                 stored = []
+                outcome = RecallIndexCache.Commit()
                 try db.inTransaction {
                     for item in batch {
+                        var inserted: [RecallIndexCache.InsertedMemory] = []
                         do {
                             try db.inSavepoint {
-                                if try write(item, in: db), case .exchange(let exchange) = item {
+                                if try write(item, in: db, inserted: &inserted), case .exchange(let exchange) = item {
                                     stored.append(exchange)
                                 }
                                 return .commit
                             }
+                            outcome.inserted += inserted
                         } catch {
                             fail(item, error)
                         }
                     }
+                    outcome.changeBefore = cache?.probe?.read()?.change
+                    cache?.prepareCommit(
+                        changeBefore: outcome.changeBefore, wrote: db.totalChangesCount != changesBefore)
                     return .commit
                 }
             }
-            // Committed (WAL): this line is the acknowledgement that the exchange survives a process crash.
-            for exchange in stored {
-                logger.info(
-                    "memory.exchange_stored",
-                    metadata: [
-                        "memory.session": "\(exchange.sessionID)",
-                        "memory.exchange_id": "\(exchange.exchangeID)",
-                        "request.id": "\(exchange.requestID)",
-                    ]
-                )
-            }
+            outcome.wrote = db.totalChangesCount != changesBefore
+            outcome.stored = stored
         } catch {
             // The transaction itself failed (disk full, I/O error): every item of the batch is lost.
             errors.increment(by: batch.count)
             logger.error(
                 "memory batch failed",
                 metadata: ["memory.batch_size": "\(batch.count)", "error": "\(error)"]
+            )
+            // Nothing is known about what the database holds now: the cache reads it again.
+            return RecallIndexCache.Commit()
+        }
+        return outcome
+    }
+
+    /// Logs the exchanges of a committed batch as stored: the acknowledgement that each survives a process crash
+    /// (and, once the recall cache has been told, that the next recall finds it).
+    func acknowledge(_ commit: RecallIndexCache.Commit) {
+        for exchange in commit.stored {
+            logger.info(
+                "memory.exchange_stored",
+                metadata: [
+                    "memory.session": "\(exchange.sessionID)",
+                    "memory.exchange_id": "\(exchange.exchangeID)",
+                    "request.id": "\(exchange.requestID)",
+                ]
             )
         }
     }
@@ -76,16 +104,20 @@ struct Writer: Sendable {
     }
 
     /// Returns whether the item was written (false: skipped as a duplicate).
-    private func write(_ item: WriteItem, in db: Database) throws -> Bool {
+    private func write(_ item: WriteItem, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory]) throws
+        -> Bool
+    {
         switch item {
-        case .exchange(let exchange): return try write(exchange, in: db)
+        case .exchange(let exchange): return try write(exchange, in: db, inserted: &inserted)
         case .injection(let injection):
             try write(injection, in: db)
             return true
         }
     }
 
-    private func write(_ exchange: ExchangeRecord, in db: Database) throws -> Bool {
+    private func write(
+        _ exchange: ExchangeRecord, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory]
+    ) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
         let duplicate = try Bool.fetchOne(
             db.cachedStatement(
@@ -126,7 +158,7 @@ struct Writer: Sendable {
             metadata: exchange.metadata,
             exchangeID: exchange.exchangeID
         )
-        try Self.insert(user, in: db)
+        inserted.append(try Self.insert(user, in: db))
         if let reply = exchange.assistantText {
             let assistant = Memory(
                 sessionID: exchange.sessionID,
@@ -139,7 +171,7 @@ struct Writer: Sendable {
                     ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
                 exchangeID: exchange.exchangeID
             )
-            try Self.insert(assistant, in: db)
+            inserted.append(try Self.insert(assistant, in: db))
         }
         return true
     }
@@ -161,9 +193,10 @@ struct Writer: Sendable {
     // MARK: - Shared SQL
 
     /// Inserts `memory` with the next row id of its session (creating the session's key when new) and returns
-    /// its `seq`. Recall finds it at its next read of the session (``RecallIndexCache``).
+    /// where it went, with the memory exactly as the table returns it. Recall finds it at its next read of the
+    /// session (``RecallIndexCache``), or sooner when the writer hands it to the cache.
     @discardableResult
-    static func insert(_ memory: Memory, in db: Database) throws -> Int64 {
+    static func insert(_ memory: Memory, in db: Database) throws -> RecallIndexCache.InsertedMemory {
         guard
             let row = try Row.fetchOne(
                 db.cachedStatement(
@@ -196,7 +229,11 @@ struct Writer: Sendable {
             memory.createdAt.timeIntervalSince1970, memory.updatedAt.timeIntervalSince1970, memory.source,
             memory.metadata, memory.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
         ])
-        return seq
+        var stored = memory
+        stored.content = memory.content.storableText
+        stored.createdAt = Date(timeIntervalSince1970: memory.createdAt.timeIntervalSince1970)
+        stored.updatedAt = Date(timeIntervalSince1970: memory.updatedAt.timeIntervalSince1970)
+        return RecallIndexCache.InsertedMemory(memory: stored, key: key, number: number, seq: seq)
     }
 
     /// Columns read by ``memory(from:)``, for a `memories` table aliased `m`.
