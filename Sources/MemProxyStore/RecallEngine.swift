@@ -111,13 +111,62 @@ struct RecallEngine {
         return df
     }
 
+    /// One query term's occurrences: for each row of its postings (ascending), its count in the row's own text, in
+    /// its date and in its capped text (what its neighbours' rows hold of it).
+    private struct Occurrences {
+        var rows: [Int32] = []
+        var content: [Int32] = []
+        var date: [Int32] = []
+        var capped: [Int32] = []
+    }
+
     /// Scores the rows matching any of `terms` (the newest `candidateBudget` of them) and returns the `depth`
     /// best non-procedural ones.
+    ///
+    /// Each term's counts are read once per row of its postings; a row's term frequency is then summed from its
+    /// own and its neighbours' counts in the order the SQL ranker summed them (own text, date, neighbours in
+    /// timeline order), so that scores are the same to the last bit.
     private func rankRows(_ terms: [(term: UInt32, idf: Double)], depth: Int) -> [RecallCandidate] {
         guard !terms.isEmpty else { return [] }
         let documents = index.documents
-        var bits = [UInt64](repeating: 0, count: (index.count + 63) / 64)
-        for (term, _) in terms { rows(term, into: &bits) }
+        let count = documents.count
+        let radius = SessionIndex.radius(mask)
+        let (near, far, date) = (weights.near > 0, weights.far > 0, weights.date > 0)
+        var bits = [UInt64](repeating: 0, count: (count + 63) / 64)
+        var occurrences: [Occurrences] = []
+        occurrences.reserveCapacity(terms.count)
+        index.counts.withUnsafeBufferPointer { counts in
+            documents.withUnsafeBufferPointer { documents in
+                bits.withUnsafeMutableBufferPointer { bits in
+                    for (term, _) in terms {
+                        let postings = index.postings(of: term)
+                        var found = Occurrences()
+                        found.rows.reserveCapacity(postings.count)
+                        found.content.reserveCapacity(postings.count)
+                        found.date.reserveCapacity(postings.count)
+                        found.capped.reserveCapacity(postings.count)
+                        for position in postings {
+                            let row = Int(position)
+                            let own = SessionIndex.frequency(of: term, in: documents[row].content, of: counts)
+                            let day = date ? SessionIndex.frequency(of: term, in: documents[row].date, of: counts) : 0
+                            let capped =
+                                radius > 0 ? SessionIndex.frequency(of: term, in: documents[row].capped, of: counts) : 0
+                            found.rows.append(position)
+                            found.content.append(Int32(own))
+                            found.date.append(Int32(day))
+                            found.capped.append(Int32(capped))
+                            if own > 0 || day > 0 { bits[row >> 6] |= 1 << UInt64(row & 63) }
+                            guard capped > 0 else { continue }
+                            for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
+                                let distance = abs(other - row)
+                                if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
+                            }
+                        }
+                        occurrences.append(found)
+                    }
+                }
+            }
+        }
         var rows: [Int] = []
         for (word, value) in bits.enumerated() where value != 0 {
             var remaining = value
@@ -135,6 +184,7 @@ struct RecallEngine {
             } else {
                 rows.sort { documents[$0].seq > documents[$1].seq }
                 rows.removeLast(rows.count - budget)
+                rows.sort()
             }
         }
         let rowCount = Double(max(index.count, 1))
@@ -144,43 +194,47 @@ struct RecallEngine {
         if weights.date > 0 { tokens += Double(index.dateTotal) }
         let averageLength = tokens > 0 ? tokens / rowCount : 1
         let (k1, b) = (RecallScoring.k1, RecallScoring.b)
-        let radius = SessionIndex.radius(mask)
-        let count = documents.count
+        // Where each term's walk over its postings is: rows are scored in ascending order.
+        var cursors = [Int](repeating: 0, count: terms.count)
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)
-        index.counts.withUnsafeBufferPointer { counts in
-            documents.withUnsafeBufferPointer { documents in
-                for row in rows where !documents[row].isProcedural {
-                    let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
-                    var length = Double(documents[row].contentLength)
-                    if weights.date > 0 { length += Double(documents[row].dateLength) }
-                    if radius > 0 {
-                        for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
-                            length += Double(documents[other].cappedLength)
-                        }
+        documents.withUnsafeBufferPointer { documents in
+            for row in rows where !documents[row].isProcedural {
+                let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
+                var length = Double(documents[row].contentLength)
+                if weights.date > 0 { length += Double(documents[row].dateLength) }
+                if radius > 0 {
+                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
+                        length += Double(documents[other].cappedLength)
                     }
-                    let norm = k1 * (1 - b + b * length / averageLength)
-                    var score = 0.0
-                    for (term, idf) in terms {
-                        var frequency = Double(SessionIndex.frequency(of: term, in: documents[row].content, of: counts))
-                        if weights.date > 0 {
-                            frequency +=
-                                weights.date
-                                * Double(SessionIndex.frequency(of: term, in: documents[row].date, of: counts))
-                        }
-                        if radius > 0 {
-                            for other in lower...upper where other != row {
-                                let weight = neighbourWeight(row, other)
-                                guard weight > 0 else { continue }
-                                frequency +=
-                                    weight
-                                    * Double(SessionIndex.frequency(of: term, in: documents[other].capped, of: counts))
-                            }
-                        }
-                        if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
-                    }
-                    scored.append((row, score))
                 }
+                let norm = k1 * (1 - b + b * length / averageLength)
+                var score = 0.0
+                for (offset, (_, idf)) in terms.enumerated() {
+                    let found = occurrences[offset]
+                    var first = cursors[offset]
+                    while first < found.rows.count, Int(found.rows[first]) < lower { first += 1 }
+                    cursors[offset] = first
+                    var last = first
+                    var own = 0
+                    var day = 0
+                    while last < found.rows.count, Int(found.rows[last]) <= upper {
+                        if Int(found.rows[last]) == row { (own, day) = (Int(found.content[last]), Int(found.date[last])) }
+                        last += 1
+                    }
+                    guard last > first else { continue }
+                    var frequency = Double(own)
+                    if weights.date > 0 { frequency += weights.date * Double(day) }
+                    if radius > 0 {
+                        for at in first..<last where Int(found.rows[at]) != row && found.capped[at] > 0 {
+                            let weight = neighbourWeight(row, Int(found.rows[at]))
+                            guard weight > 0 else { continue }
+                            frequency += weight * Double(found.capped[at])
+                        }
+                    }
+                    if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
+                }
+                scored.append((row, score))
             }
         }
         scored.sort { a, b in
