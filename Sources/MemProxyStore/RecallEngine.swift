@@ -219,7 +219,9 @@ struct RecallEngine {
                     var own = 0
                     var day = 0
                     while last < found.rows.count, Int(found.rows[last]) <= upper {
-                        if Int(found.rows[last]) == row { (own, day) = (Int(found.content[last]), Int(found.date[last])) }
+                        if Int(found.rows[last]) == row {
+                            (own, day) = (Int(found.content[last]), Int(found.date[last]))
+                        }
                         last += 1
                     }
                     guard last > first else { continue }
