@@ -111,13 +111,15 @@ struct RecallEngine {
         return df
     }
 
-    /// One query term's occurrences: for each row of its postings (ascending), its count in the row's own text, in
-    /// its date and in its capped text (what its neighbours' rows hold of it).
+    /// The query terms' occurrences, term after term: for each row of a term's postings (ascending), its count in
+    /// the row's own text, in its date and in its capped text (what its neighbours' rows hold of it).
     private struct Occurrences {
         var rows: [Int32] = []
         var content: [Int32] = []
         var date: [Int32] = []
         var capped: [Int32] = []
+        /// Where each term's occurrences start (one more entry for the end).
+        var starts: [Int] = [0]
     }
 
     /// Scores the rows matching any of `terms` (the newest `candidateBudget` of them) and returns the `depth`
@@ -133,19 +135,17 @@ struct RecallEngine {
         let radius = SessionIndex.radius(mask)
         let (near, far, date) = (weights.near > 0, weights.far > 0, weights.date > 0)
         var bits = [UInt64](repeating: 0, count: (count + 63) / 64)
-        var occurrences: [Occurrences] = []
-        occurrences.reserveCapacity(terms.count)
+        var found = Occurrences()
+        let total = terms.reduce(0) { $0 + index.postings(of: $1.term).count }
+        found.rows.reserveCapacity(total)
+        found.content.reserveCapacity(total)
+        found.date.reserveCapacity(total)
+        found.capped.reserveCapacity(total)
         index.counts.withUnsafeBufferPointer { counts in
             documents.withUnsafeBufferPointer { documents in
                 bits.withUnsafeMutableBufferPointer { bits in
                     for (term, _) in terms {
-                        let postings = index.postings(of: term)
-                        var found = Occurrences()
-                        found.rows.reserveCapacity(postings.count)
-                        found.content.reserveCapacity(postings.count)
-                        found.date.reserveCapacity(postings.count)
-                        found.capped.reserveCapacity(postings.count)
-                        for position in postings {
+                        for position in index.postings(of: term) {
                             let row = Int(position)
                             let own = SessionIndex.frequency(of: term, in: documents[row].content, of: counts)
                             let day = date ? SessionIndex.frequency(of: term, in: documents[row].date, of: counts) : 0
@@ -162,7 +162,7 @@ struct RecallEngine {
                                 if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
                             }
                         }
-                        occurrences.append(found)
+                        found.starts.append(found.rows.count)
                     }
                 }
             }
@@ -195,48 +195,57 @@ struct RecallEngine {
         let averageLength = tokens > 0 ? tokens / rowCount : 1
         let (k1, b) = (RecallScoring.k1, RecallScoring.b)
         // Where each term's walk over its postings is: rows are scored in ascending order.
-        var cursors = [Int](repeating: 0, count: terms.count)
+        var cursors = Array(found.starts.dropLast())
+        let idfs = terms.map(\.idf)
         var scored: [(row: Int, score: Double)] = []
         scored.reserveCapacity(rows.count)
         documents.withUnsafeBufferPointer { documents in
-            for row in rows where !documents[row].isProcedural {
-                let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
-                var length = Double(documents[row].contentLength)
-                if weights.date > 0 { length += Double(documents[row].dateLength) }
-                if radius > 0 {
-                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
-                        length += Double(documents[other].cappedLength)
+            found.rows.withUnsafeBufferPointer { positions in
+                found.content.withUnsafeBufferPointer { contents in
+                    found.date.withUnsafeBufferPointer { dates in
+                        found.capped.withUnsafeBufferPointer { cappeds in
+                            for row in rows where !documents[row].isProcedural {
+                                let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
+                                var length = Double(documents[row].contentLength)
+                                if weights.date > 0 { length += Double(documents[row].dateLength) }
+                                if radius > 0 {
+                                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
+                                        length += Double(documents[other].cappedLength)
+                                    }
+                                }
+                                let norm = k1 * (1 - b + b * length / averageLength)
+                                var score = 0.0
+                                for term in idfs.indices {
+                                    let end = found.starts[term + 1]
+                                    var first = cursors[term]
+                                    while first < end, Int(positions[first]) < lower { first += 1 }
+                                    cursors[term] = first
+                                    var last = first
+                                    var own: Int32 = 0
+                                    var day: Int32 = 0
+                                    while last < end, Int(positions[last]) <= upper {
+                                        if Int(positions[last]) == row { (own, day) = (contents[last], dates[last]) }
+                                        last += 1
+                                    }
+                                    guard last > first else { continue }
+                                    var frequency = Double(own)
+                                    if weights.date > 0 { frequency += weights.date * Double(day) }
+                                    if radius > 0 {
+                                        for at in first..<last where Int(positions[at]) != row && cappeds[at] > 0 {
+                                            let weight = neighbourWeight(row, Int(positions[at]))
+                                            guard weight > 0 else { continue }
+                                            frequency += weight * Double(cappeds[at])
+                                        }
+                                    }
+                                    if frequency > 0 {
+                                        score += idfs[term] * (frequency * (k1 + 1)) / (frequency + norm)
+                                    }
+                                }
+                                scored.append((row, score))
+                            }
+                        }
                     }
                 }
-                let norm = k1 * (1 - b + b * length / averageLength)
-                var score = 0.0
-                for (offset, (_, idf)) in terms.enumerated() {
-                    let found = occurrences[offset]
-                    var first = cursors[offset]
-                    while first < found.rows.count, Int(found.rows[first]) < lower { first += 1 }
-                    cursors[offset] = first
-                    var last = first
-                    var own = 0
-                    var day = 0
-                    while last < found.rows.count, Int(found.rows[last]) <= upper {
-                        if Int(found.rows[last]) == row {
-                            (own, day) = (Int(found.content[last]), Int(found.date[last]))
-                        }
-                        last += 1
-                    }
-                    guard last > first else { continue }
-                    var frequency = Double(own)
-                    if weights.date > 0 { frequency += weights.date * Double(day) }
-                    if radius > 0 {
-                        for at in first..<last where Int(found.rows[at]) != row && found.capped[at] > 0 {
-                            let weight = neighbourWeight(row, Int(found.rows[at]))
-                            guard weight > 0 else { continue }
-                            frequency += weight * Double(found.capped[at])
-                        }
-                    }
-                    if frequency > 0 { score += idf * (frequency * (k1 + 1)) / (frequency + norm) }
-                }
-                scored.append((row, score))
             }
         }
         scored.sort { a, b in
