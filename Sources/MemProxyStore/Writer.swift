@@ -158,7 +158,7 @@ struct Writer: Sendable {
             metadata: exchange.metadata,
             exchangeID: exchange.exchangeID
         )
-        inserted.append(try Self.insert(user, in: db))
+        var memories = [user]
         if let reply = exchange.assistantText {
             let assistant = Memory(
                 sessionID: exchange.sessionID,
@@ -171,8 +171,9 @@ struct Writer: Sendable {
                     ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
                 exchangeID: exchange.exchangeID
             )
-            inserted.append(try Self.insert(assistant, in: db))
+            memories.append(assistant)
         }
+        inserted += try Self.insert(memories, in: db)
         return true
     }
 
@@ -197,43 +198,58 @@ struct Writer: Sendable {
     /// session (``RecallIndexCache``), or sooner when the writer hands it to the cache.
     @discardableResult
     static func insert(_ memory: Memory, in db: Database) throws -> RecallIndexCache.InsertedMemory {
+        try insert([memory], in: db)[0]
+    }
+
+    /// Inserts memories of one session in order, numbered with one update of the session's row.
+    static func insert(_ memories: [Memory], in db: Database) throws -> [RecallIndexCache.InsertedMemory] {
+        guard let session = memories.first?.sessionID else { return [] }
+        precondition(memories.allSatisfy { $0.sessionID == session }, "memories of one session only")
+        let count = Int64(memories.count)
         guard
             let row = try Row.fetchOne(
                 db.cachedStatement(
                     sql: """
-                        INSERT INTO sessions(session_id, next_seq) VALUES (?, 1)
-                        ON CONFLICT(session_id) DO UPDATE SET next_seq = next_seq + 1
-                        RETURNING key, next_seq - 1
+                        INSERT INTO sessions(session_id, next_seq) VALUES (?, ?)
+                        ON CONFLICT(session_id) DO UPDATE SET next_seq = next_seq + excluded.next_seq
+                        RETURNING key, next_seq - ?
                         """
                 ),
-                arguments: [memory.sessionID]
+                arguments: [session, count, count]
             )
         else {
             throw DatabaseError(resultCode: .SQLITE_INTERNAL, message: "session row missing after insert")
         }
         let key: Int64 = row[0]
-        let number: Int64 = row[1]
-        guard key < (1 << 31), number <= 0xFFFF_FFFF else {
+        let first: Int64 = row[1]
+        guard key < (1 << 31), first + count - 1 <= 0xFFFF_FFFF else {
             throw DatabaseError(resultCode: .SQLITE_FULL, message: "memory row ids exhausted for this session")
         }
-        let seq = Schema.rowRange(sessionKey: key).lower | number
-        try db.cachedStatement(
+        let statement = try db.cachedStatement(
             sql: """
                 INSERT INTO memories(seq, id, session_id, type, role, content, created_at, updated_at, source, metadata,
                                      exchange_id, content_hash)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
-        ).execute(arguments: [
-            seq,
-            memory.id, memory.sessionID, memory.type.rawValue, memory.role, memory.content.storableText,
-            memory.createdAt.timeIntervalSince1970, memory.updatedAt.timeIntervalSince1970, memory.source,
-            memory.metadata, memory.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
-        ])
-        var stored = memory
-        stored.content = memory.content.storableText
-        stored.createdAt = Date(timeIntervalSince1970: memory.createdAt.timeIntervalSince1970)
-        stored.updatedAt = Date(timeIntervalSince1970: memory.updatedAt.timeIntervalSince1970)
-        return RecallIndexCache.InsertedMemory(memory: stored, key: key, number: number, seq: seq)
+        )
+        var inserted: [RecallIndexCache.InsertedMemory] = []
+        inserted.reserveCapacity(memories.count)
+        for (offset, memory) in memories.enumerated() {
+            let number = first + Int64(offset)
+            let seq = Schema.rowRange(sessionKey: key).lower | number
+            var stored = memory
+            stored.content = memory.content.storableText
+            stored.createdAt = Date(timeIntervalSince1970: memory.createdAt.timeIntervalSince1970)
+            stored.updatedAt = Date(timeIntervalSince1970: memory.updatedAt.timeIntervalSince1970)
+            try statement.execute(arguments: [
+                seq,
+                stored.id, stored.sessionID, stored.type.rawValue, stored.role, stored.content,
+                stored.createdAt.timeIntervalSince1970, stored.updatedAt.timeIntervalSince1970, stored.source,
+                stored.metadata, stored.exchangeID, StableHash.fnv1a64Hex(memory.content.utf8),
+            ])
+            inserted.append(RecallIndexCache.InsertedMemory(memory: stored, key: key, number: number, seq: seq))
+        }
+        return inserted
     }
 
     /// Columns read by ``memory(from:)``, for a `memories` table aliased `m`.

@@ -45,6 +45,9 @@ import Testing
         #expect(StableHash.fnv1a64Hex("".utf8) == "cbf29ce484222325")
         #expect(StableHash.fnv1a64Hex("a".utf8) == "af63dc4c8601ec8c")
         #expect(StableHash.fnv1a64Hex("foobar".utf8) == "85944171f73967e8")
+        // Bytes that are not contiguous take the generic path, with the same result.
+        #expect(StableHash.fnv1a64Hex("foobar".utf8.lazy.map { $0 }) == "85944171f73967e8")
+        #expect(StableHash.fnv1a64Hex(Array("foobar".utf8)) == "85944171f73967e8")
     }
 }
 
