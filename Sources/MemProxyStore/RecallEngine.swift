@@ -178,8 +178,7 @@ struct RecallEngine {
         if rows.count > budget {
             // The newest `budget` by `seq`. Rows come in timeline order, which is `seq` order unless memories were
             // added with earlier dates: then the suffix is the answer, without sorting a large session's matches.
-            let inSeqOrder = zip(rows, rows.dropFirst()).allSatisfy { documents[$0].seq < documents[$1].seq }
-            if inSeqOrder {
+            if index.isInSeqOrder {
                 rows.removeFirst(rows.count - budget)
             } else {
                 rows.sort { documents[$0].seq > documents[$1].seq }
@@ -248,13 +247,29 @@ struct RecallEngine {
                 }
             }
         }
-        scored.sort { a, b in
-            a.score != b.score ? a.score > b.score : documents[a.row].seq > documents[b.row].seq
+        // The `depth` best, best first (ties: higher `seq` first), kept sorted as rows are offered.
+        var best: [(row: Int, score: Double, seq: Int64)] = []
+        best.reserveCapacity(min(depth, scored.count) + 1)
+        documents.withUnsafeBufferPointer { documents in
+            for (row, score) in scored where depth > 0 {
+                let seq = documents[row].seq
+                func before(_ other: (row: Int, score: Double, seq: Int64)) -> Bool {
+                    score != other.score ? score > other.score : seq > other.seq
+                }
+                if best.count == depth, let last = best.last, !before(last) { continue }
+                var low = 0
+                var high = best.count
+                while low < high {
+                    let middle = (low + high) / 2
+                    if before(best[middle]) { high = middle } else { low = middle + 1 }
+                }
+                best.insert((row, score, seq), at: low)
+                if best.count > depth { best.removeLast() }
+            }
         }
-        return scored.prefix(depth).map { entry in
-            let document = documents[entry.row]
-            return RecallCandidate(
-                memory: document.memory, seq: document.seq, relevance: entry.score, score: entry.score)
+        return best.map { entry in
+            RecallCandidate(
+                memory: documents[entry.row].memory, seq: entry.seq, relevance: entry.score, score: entry.score)
         }
     }
 

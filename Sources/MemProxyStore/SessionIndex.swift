@@ -62,6 +62,9 @@ struct SessionIndex {
 
     var count: Int { documents.count }
 
+    /// Whether timeline order is also `seq` order (no memory was added with an earlier date than one before it).
+    private(set) var isInSeqOrder = true
+
     /// Whether a memory at (`createdAt`, `seq`) sorts after every indexed memory (it can be appended).
     func sortsLast(createdAt: Double, seq: Int64) -> Bool {
         guard let last = documents.last else { return true }
@@ -118,6 +121,7 @@ struct SessionIndex {
             dateLength: date.length
         )
         let index = documents.count
+        if let last = documents.last, last.seq > seq { isInSeqOrder = false }
         documents.append(document)
         if document.isProcedural { proceduralRows.append(Int32(index)) }
         var seen = Set<UInt32>()
