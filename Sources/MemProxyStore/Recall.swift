@@ -65,7 +65,7 @@ enum Recall {
         settings: RecallSettings
     ) -> ((procedural: [Memory], recalled: [RecalledMemory]), [UInt64: Int]) {
         let procedural = index.proceduralRows.reversed().prefix(max(0, proceduralLimit))
-            .map { index.documents[Int($0)].memory }
+            .map { index.memories[Int($0)] }
         let rankedLimit = proceduralCountsTowardLimit ? limit - procedural.count : limit
         guard let query, rankedLimit > 0, !query.terms.isEmpty else { return ((procedural, []), [:]) }
         let engine = RecallEngine(index: index, settings: settings, tokenizer: tokenizer)

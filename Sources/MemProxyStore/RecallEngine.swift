@@ -269,7 +269,7 @@ struct RecallEngine {
         }
         return best.map { entry in
             RecallCandidate(
-                memory: documents[entry.row].memory, seq: entry.seq, relevance: entry.score, score: entry.score)
+                memory: index.memories[entry.row], seq: entry.seq, relevance: entry.score, score: entry.score)
         }
     }
 

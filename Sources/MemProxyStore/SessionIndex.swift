@@ -11,9 +11,9 @@ import MemProxyCore
 /// exactly when the FTS5 row would. ``RecallEngine`` ranks these rows; the in-memory form lets a recall read
 /// only its session, whatever else the database holds.
 struct SessionIndex {
-    /// One memory and where its term counts are in ``counts``.
+    /// Where one memory's term counts are in ``counts``, and what ranking needs of it (plain values only, so that
+    /// reading one in a hot loop costs no reference counting; the memory itself is in ``memories``).
     struct Document {
-        var memory: Memory
         var seq: Int64
         var createdAt: Double
         var isProcedural: Bool
@@ -34,6 +34,8 @@ struct SessionIndex {
     var nextSeq: Int64
 
     private(set) var documents: [Document] = []
+    /// The memories, at the same positions as their ``documents``.
+    private(set) var memories: [Memory] = []
     /// Every document's term counts, packed `term << 32 | count`, each document's runs sorted by term; one array
     /// so that ranking reads them without reference counting.
     private(set) var counts: [UInt64] = []
@@ -109,7 +111,6 @@ struct SessionIndex {
             dateRanges[day] = date
         }
         let document = Document(
-            memory: memory,
             seq: seq,
             createdAt: createdAt,
             isProcedural: memory.type == .procedural,
@@ -123,6 +124,7 @@ struct SessionIndex {
         let index = documents.count
         if let last = documents.last, last.seq > seq { isInSeqOrder = false }
         documents.append(document)
+        memories.append(memory)
         if document.isProcedural { proceduralRows.append(Int32(index)) }
         var seen = Set<UInt32>()
         for range in [content, capped, date.range] {

@@ -184,6 +184,27 @@ def test_database_locked_by_another_process(proxies, fake_upstream, fail_open):
     assert status == 200 and int(headers["x-memory-injected"]) >= 1
 
 
+def test_a_current_session_is_recalled_from_memory_while_the_database_is_locked(proxies, fake_upstream):
+    """Once a session's in-memory index is current (read from the database once, then extended by the writer), its
+    recalls need no database read at all: a database locked by another process does not take its memory away."""
+    proxy = proxies(fake_upstream.url, env={"MEMPROXY_MEMORY_RECALL_TIMEOUT_MS": "500"})
+    session = unique("current")
+    status, headers, _ = chat(proxy, "The vault code is 9031", session)
+    assert status == 200
+    proxy.wait_stored(headers["x-memproxy-request-id"])
+    status, headers, _ = chat(proxy, "Please remember the vault code", session)
+    assert status == 200 and int(headers["x-memory-injected"]) >= 1
+    proxy.wait_stored(headers["x-memproxy-request-id"])
+    fd = lock_out_readers(proxy.db)
+    try:
+        status, headers, body = chat(proxy, "What is the vault code?", session)
+        assert status == 200, body
+        assert "x-memory-error" not in headers, headers
+        assert int(headers["x-memory-injected"]) >= 1
+    finally:
+        os.close(fd)
+
+
 def test_disk_full(proxies, fake_upstream, tmp_path):
     mount = tmp_path / "tiny"
     mount.mkdir()
