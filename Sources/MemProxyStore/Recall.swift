@@ -27,9 +27,10 @@ enum Recall {
         limit: Int,
         proceduralLimit: Int,
         proceduralCountsTowardLimit: Bool = false,
-        settings: RecallSettings
+        settings: RecallSettings,
+        commitsBefore: UInt32? = nil
     ) throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
-        try cache.withIndex(db, session: session) { index in
+        try cache.withIndex(db, session: session, commitsBefore: commitsBefore) { index in
             rank(
                 index, tokenizer: cache.tokenizer, query: query, limit: limit, proceduralLimit: proceduralLimit,
                 proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings)

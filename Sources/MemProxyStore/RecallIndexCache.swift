@@ -21,7 +21,7 @@ import Synchronization
 /// database state its *fresh* entries reflect (the view). When the header is still the view, nobody (no other
 /// connection of this process, no other process) has committed since, and a fresh entry is the session's current
 /// state: ``withCurrentIndex(session:_:)`` ranks it on the caller's thread. Any other commit (the memory API, the
-/// CLI, plain SQL, pruning) moves the header away from the view, and recalls go back to ``withIndex(_:session:_:)``
+/// CLI, plain SQL, pruning) moves the header away from the view, and recalls go back to ``withIndex(_:session:commitsBefore:_:)``
 /// (a read transaction that checks the session's row), which also marks the entries it verified fresh again.
 final class RecallIndexCache: Sendable {
     let tokenizer: TextTokenizer
@@ -97,12 +97,16 @@ final class RecallIndexCache: Sendable {
 
     /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
     /// session has no row (no memory was ever stored, or it was forgotten).
+    ///
+    /// `commitsBefore`: the WAL commit counter (``WALHeaderProbe``) read *before* the read transaction began (GRDB
+    /// starts it, and its snapshot, before `db` is handed over); when no commit follows until the session's row is
+    /// read, the index is known to reflect that state and is marked current (see the type's documentation).
     func withIndex<T>(
         _ db: Database,
         session: String,
+        commitsBefore before: UInt32? = nil,
         _ body: (SessionIndex) throws -> (T, [UInt64: Int])
     ) throws -> T? {
-        let before = probe?.read()?.change
         guard
             let row = try Row.fetchOne(
                 db.cachedStatement(
@@ -114,7 +118,8 @@ final class RecallIndexCache: Sendable {
             return nil
         }
         let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
-        // Nobody committed between the two header reads: this read transaction sees the state of `before`.
+        // Nobody committed between the two counter reads, so this read transaction (whose snapshot was taken between
+        // them) sees the state of `before`.
         let verified = before != nil && probe?.read()?.change == before ? before : nil
         databaseReads.increment()
         let (entry, building) = state.withLock { state -> (Entry, Bool) in
@@ -153,7 +158,7 @@ final class RecallIndexCache: Sendable {
     }
 
     /// Runs `body` with the session's index when it is known to be current without reading the database (see
-    /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:_:)``).
+    /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:commitsBefore:_:)``).
     /// Never waits: an index in use by a build or a catch-up is left alone.
     func withCurrentIndex<T>(session: String, _ body: (SessionIndex) throws -> (T, [UInt64: Int])) rethrows -> T? {
         guard let header = probe?.read()?.change else { return nil }
@@ -218,6 +223,9 @@ final class RecallIndexCache: Sendable {
         /// The exchanges it stored (not skipped as retries).
         var stored: [ExchangeRecord] = []
     }
+
+    /// The WAL commit counter now, for ``withIndex(_:session:commitsBefore:_:)``: read it before the read begins.
+    func commitCounter() -> UInt32? { probe?.read()?.change }
 
     /// Called by the writer before its transaction begins: until ``finishCommit(_:)``, a commit seen in the header
     /// may be the writer's, so a recall does not adopt it as the view.

@@ -99,8 +99,9 @@ extension SQLiteMemoryStore {
             }
             for (session, count) in candidates {
                 guard !Task.isCancelled, memories + count <= limit else { break }
+                let commitsBefore = cache.commitCounter()
                 try await dbPool.read { db in
-                    _ = try cache.withIndex(db, session: session) { _ in ((), [:]) }
+                    _ = try cache.withIndex(db, session: session, commitsBefore: commitsBefore) { _ in ((), [:]) }
                 }
                 sessions += 1
                 memories += count

@@ -165,11 +165,12 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         ) {
             return merged(context)
         }
+        let commitsBefore = cache.commitCounter()
         return try await dbPool.read { db in
             merged(
                 try Recall.context(
                     db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
-                    proceduralCountsTowardLimit: true, settings: settings
+                    proceduralCountsTowardLimit: true, settings: settings, commitsBefore: commitsBefore
                 ))
         }
     }
@@ -190,10 +191,11 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         ) {
             return context
         }
+        let commitsBefore = cache.commitCounter()
         return try await dbPool.read { db in
             try Recall.context(
                 db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
-                settings: settings
+                settings: settings, commitsBefore: commitsBefore
             )
         }
     }

@@ -92,6 +92,26 @@ struct RecallFromMemoryTests {
         }
     }
 
+    @Test func aCommitAfterTheReadSnapshotIsNotMistakenForItsState() async throws {
+        // GRDB takes a read transaction's snapshot before handing the connection over, so the commit counter that
+        // vouches for the snapshot must be read before the read begins: a commit that lands after the snapshot but
+        // before the session's row is read must leave the index stale.
+        let path = try temporaryDatabasePath()
+        let store = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
+        let other = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
+        try store.insert([memory("The kayak is red")])
+        _ = try await recall(store, "kayak")
+        #expect(try await recall(store, "kayak").fromMemory)
+        let cache = store.recallCache
+        let before = cache.commitCounter()
+        try readNow(store.dbPool) { db in
+            try other.insert([memory("The canoe is green", at: 1)])
+            _ = try cache.withIndex(db, session: "s1", commitsBefore: before) { _ in ((), [:]) }
+        }
+        let answer = try await recall(store, "canoe")
+        #expect(answer.contents.first == "The canoe is green")
+    }
+
     @Test func indexesExtendedByTheWriterRankLikeIndexesBuiltFromTheTable() async throws {
         let path = try temporaryDatabasePath()
         let store = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
@@ -148,6 +168,11 @@ struct RecallFromMemoryTests {
         #expect(differing.isEmpty, "first differing query: \(differing.first.map { "\($0.offset)" } ?? "none")")
         #expect(results.contains { !$0.isEmpty })
     }
+}
+
+/// A synchronous read (GRDB's async form would be chosen in an async context).
+private func readNow(_ pool: DatabasePool, _ body: (Database) throws -> Void) throws {
+    try pool.read(body)
 }
 
 @Suite("WAL header probe")
