@@ -165,7 +165,7 @@ struct RecallBenchmark {
         }
         FileHandle.standardError.write(Data("\n".utf8))
         let seconds = milliseconds(ContinuousClock.now - start) / 1000
-        print("  loaded \(total) memories in \(format(seconds, 1)) s (\(format(Double(total) / seconds, 0)) inserts/s, neighbour index included)")
+        print("  loaded \(total) memories in \(format(seconds, 1)) s (\(format(Double(total) / seconds, 0)) inserts/s)")
     }
 }
 

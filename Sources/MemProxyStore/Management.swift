@@ -104,7 +104,7 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
             var assignments = ["updated_at = ?"]
             var arguments: StatementArguments = [changes.updatedAt.timeIntervalSince1970]
             if let content = changes.content {
-                // Only when the text changes, so the FTS trigger (AFTER UPDATE OF content) stays idle otherwise.
+                // The text and its hash change together.
                 assignments += ["content = ?", "content_hash = ?"]
                 arguments += [content.storableText, StableHash.fnv1a64Hex(content.utf8)]
             }
