@@ -112,6 +112,93 @@ struct RecallFromMemoryTests {
         #expect(answer.contents.first == "The canoe is green")
     }
 
+    @Test func underConcurrentWritesRecallsAndEditsTheCacheEndsAsTheTable() async throws {
+        // The writer stores exchanges, recalls run (from memory or not) and another store on the file adds, edits and
+        // deletes memories, all at once. Afterwards every session answers exactly as indexes built from the table do:
+        // no index is left marked current while missing a commit.
+        let path = try temporaryDatabasePath()
+        let store = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
+        let other = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
+        let words = ["otter", "maple", "harbor", "violin", "lantern", "quartz", "meadow", "falcon", "cobalt", "ember"]
+        let sessions = ["a", "b", "c", "d"]
+        func sentence(_ random: inout SeededRandom, _ count: Int) -> String {
+            (0..<count).map { _ in words[Int(random.next() % UInt64(words.count))] }.joined(separator: " ")
+        }
+        try await withWriter(store) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    var random = SeededRandom(seed: 1)
+                    for step in 0..<300 {
+                        let session = sessions[step % sessions.count]
+                        store.submit(
+                            exchange(
+                                session: session, user: sentence(&random, 5), assistant: sentence(&random, 3),
+                                at: Double(step)))
+                        if step % 25 == 0 { await store.flush() }
+                    }
+                }
+                for reader in 0..<2 {
+                    group.addTask {
+                        var random = SeededRandom(seed: 10 + UInt64(reader))
+                        for step in 0..<300 {
+                            _ = try await store.recall(
+                                session: sessions[step % sessions.count], query: sentence(&random, 2), limit: 5)
+                        }
+                    }
+                }
+                group.addTask {
+                    var random = SeededRandom(seed: 20)
+                    for step in 0..<40 {
+                        let session = sessions[Int(random.next() % UInt64(sessions.count))]
+                        let existing = try other.memories(session: session)
+                        switch step % 3 {
+                        case 0:
+                            try await other.add(
+                                Memory(
+                                    sessionID: session, type: .semantic, role: nil, content: sentence(&random, 4),
+                                    createdAt: baseDate + 1_000 + Double(step), source: "import"))
+                        case 1:
+                            if let victim = existing.randomElement(using: &random) {
+                                _ = try await other.delete(session: session, id: victim.id)
+                            }
+                        default:
+                            if let target = existing.randomElement(using: &random) {
+                                _ = try await other.update(
+                                    session: session, id: target.id,
+                                    changes: MemoryChanges(content: sentence(&random, 6), updatedAt: baseDate + 2_000))
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            await store.flush()
+            // Last, with every index current: edits by the other store that no commit of the writer follows.
+            var random = SeededRandom(seed: 30)
+            for session in sessions { _ = try await store.recall(session: session, query: "otter", limit: 1) }
+            for session in sessions {
+                if let victim = try other.memories(session: session).first {
+                    _ = try await other.delete(session: session, id: victim.id)
+                }
+                try await other.add(
+                    Memory(
+                        sessionID: session, type: .semantic, role: nil, content: "otter " + sentence(&random, 3),
+                        createdAt: baseDate + 5_000, source: "import"))
+            }
+            let rebuilt = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
+            for session in sessions {
+                for _ in 0..<10 {
+                    let query = sentence(&random, 2)
+                    let live = try await store.recall(session: session, query: query, limit: 8)
+                    let expected = try await rebuilt.recall(session: session, query: query, limit: 8)
+                    #expect(live.map(\.memory.id) == expected.map(\.memory.id), "session \(session), query \(query)")
+                    #expect(live.map(\.memory.content) == expected.map(\.memory.content))
+                }
+            }
+            #expect(store.recallCache.recallCounts.memory > 0)
+        }
+    }
+
     @Test func indexesExtendedByTheWriterRankLikeIndexesBuiltFromTheTable() async throws {
         let path = try temporaryDatabasePath()
         let store = try makeStore(path: path, configure: { $0.warmsRecallIndex = false })
