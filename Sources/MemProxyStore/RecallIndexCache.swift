@@ -86,6 +86,15 @@ final class RecallIndexCache: Sendable {
         self.logger = logger
         indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
         builds = Counter(label: "memory.recall_index.builds", dimensions: [], factory: metricsFactory)
+        if let databasePath, probe == nil {
+            logger.info(
+                "memory.recall_reads_database_always",
+                metadata: [
+                    "memory.db": "\(databasePath)",
+                    "reason": "cannot read the WAL index header (-shm file): every recall reads the database",
+                ]
+            )
+        }
         memoryReads = Counter(
             label: "memory.recall_index.reads", dimensions: [("source", "memory")], factory: metricsFactory)
         databaseReads = Counter(
