@@ -126,11 +126,19 @@ struct SessionIndex {
         documents.append(document)
         memories.append(memory)
         if document.isProcedural { proceduralRows.append(Int32(index)) }
-        var seen = Set<UInt32>()
-        for range in [content, capped, date.range] {
-            for position in range {
+        // Each range's terms are ascending: a term of the capped text or the date is new unless the ranges before
+        // hold it (the capped text is usually the content's own range, or a prefix of its words).
+        for position in content { postings[Int(counts[Int(position)] >> 32)].append(Int32(index)) }
+        if capped != content {
+            for position in capped {
                 let term = UInt32(counts[Int(position)] >> 32)
-                if seen.insert(term).inserted { postings[Int(term)].append(Int32(index)) }
+                if frequency(of: term, in: content) == 0 { postings[Int(term)].append(Int32(index)) }
+            }
+        }
+        for position in date.range {
+            let term = UInt32(counts[Int(position)] >> 32)
+            if frequency(of: term, in: content) == 0, capped == content || frequency(of: term, in: capped) == 0 {
+                postings[Int(term)].append(Int32(index))
             }
         }
         contentTotal += Int(document.contentLength)
