@@ -28,17 +28,17 @@ final class RecallIndexCache: Sendable {
     let maxMemories: Int
     /// The database's wal-index header; `nil` (no fast path) when it cannot be read.
     let probe: WALHeaderProbe?
-    private let state: Mutex<State>
+    let state: Mutex<State>
     private let logger: Logger
     /// Memories indexed across sessions.
-    private let indexedMemories: Gauge
+    let indexedMemories: Gauge
     /// Session indexes built from the table (first recall, after an edit, after eviction).
     private let builds: Counter
     /// Recalls answered from memory alone, and with a read transaction.
     private let memoryReads: Counter
     private let databaseReads: Counter
 
-    private struct State {
+    struct State {
         var entries: [String: Entry] = [:]
         var clock: UInt64 = 0
         var total = 0
@@ -58,7 +58,7 @@ final class RecallIndexCache: Sendable {
     }
 
     /// One session's index, locked while it is brought up to date and ranked.
-    private final class Entry: @unchecked Sendable {
+    final class Entry: @unchecked Sendable {
         let lock = NSLock()
         /// Guarded by `lock`.
         var index: SessionIndex?
@@ -129,7 +129,7 @@ final class RecallIndexCache: Sendable {
         let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
         // Nobody committed between the two counter reads, so this read transaction (whose snapshot was taken between
         // them) sees the state of `before`.
-        let verified = before != nil && probe?.read()?.change == before ? before : nil
+        let verified = before != nil && commitCounter() == before ? before : nil
         databaseReads.increment()
         let (entry, building) = state.withLock { state -> (Entry, Bool) in
             state.databaseRecalls += 1
@@ -166,11 +166,15 @@ final class RecallIndexCache: Sendable {
         return result
     }
 
+    /// The WAL commit counter now (``WALHeaderProbe``); for ``withIndex(_:session:commitsBefore:_:)``, read it before
+    /// the read begins.
+    func commitCounter() -> UInt32? { probe?.read()?.change }
+
     /// Runs `body` with the session's index when it is known to be current without reading the database (see
     /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:commitsBefore:_:)``).
     /// Never waits: an index in use by a build or a catch-up is left alone.
     func withCurrentIndex<T>(session: String, _ body: (SessionIndex) throws -> (T, [UInt64: Int])) rethrows -> T? {
-        guard let header = probe?.read()?.change else { return nil }
+        guard let header = commitCounter() else { return nil }
         let candidate = state.withLock { state -> Entry? in
             guard state.view == header || state.pending == header, let entry = state.entries[session],
                 entry.generation == state.generation,
@@ -209,113 +213,6 @@ final class RecallIndexCache: Sendable {
         }
     }
 
-    // MARK: - The writer's commits
-
-    /// One memory the writer inserted: its session's key, its number in the session (`next_seq` before it) and
-    /// `seq`, and the memory as the table holds it.
-    struct InsertedMemory: Sendable {
-        var memory: Memory
-        var key: Int64
-        var number: Int64
-        var seq: Int64
-    }
-
-    /// What one writer transaction did, for ``finishCommit(_:)``.
-    struct Commit: Sendable {
-        /// The commit counter read inside the transaction, after its last statement (the write lock held if it
-        /// wrote).
-        var changeBefore: UInt32?
-        /// Whether the transaction committed changes.
-        var wrote = false
-        /// The memories it inserted, in insertion order.
-        var inserted: [InsertedMemory] = []
-        /// The exchanges it stored (not skipped as retries).
-        var stored: [ExchangeRecord] = []
-    }
-
-    /// The WAL commit counter now, for ``withIndex(_:session:commitsBefore:_:)``: read it before the read begins.
-    func commitCounter() -> UInt32? { probe?.read()?.change }
-
-    /// Called by the writer before its transaction begins: until ``finishCommit(_:)``, a commit seen in the header
-    /// may be the writer's, so a recall does not adopt it as the view.
-    func beginCommit() {
-        state.withLock { $0.committing = true }
-    }
-
-    /// Called by the writer inside its transaction, just before `COMMIT`, holding the write lock: the commit
-    /// counter now, and whether the transaction changed anything (then its commit adds exactly one).
-    func prepareCommit(changeBefore: UInt32?, wrote: Bool) {
-        guard let changeBefore, wrote else { return }
-        state.withLock { state in
-            if state.view == changeBefore { state.pending = changeBefore &+ 1 }
-        }
-    }
-
-    /// Called by the writer after its transaction: when that commit was the only one since the view, moves the view
-    /// to it and appends the inserted memories to the fresh indexes of their sessions (every other fresh entry is
-    /// still current); otherwise every entry becomes stale (the next recall of each reads the database). Returns
-    /// the WAL header read after the commit.
-    @discardableResult
-    func finishCommit(_ commit: Commit) -> WALHeader? {
-        let header = probe?.read()
-        let after = header?.change
-        var bySession: [String: [InsertedMemory]] = [:]
-        for inserted in commit.inserted { bySession[inserted.memory.sessionID, default: []].append(inserted) }
-        let (generation, targets) = state.withLock { state -> (UInt64, [(Entry, [InsertedMemory])]) in
-            defer {
-                state.view = after
-                state.pending = nil
-            }
-            guard let before = commit.changeBefore, let after, state.view == before,
-                after == (commit.wrote ? before &+ 1 : before)
-            else {
-                state.generation += 1
-                return (state.generation, [])
-            }
-            var targets: [(Entry, [InsertedMemory])] = []
-            for (session, memories) in bySession {
-                guard let entry = state.entries[session], entry.generation == state.generation else { continue }
-                targets.append((entry, memories))
-            }
-            return (state.generation, targets)
-        }
-        var stale: [Entry] = []
-        var appended: [(Entry, Int)] = []
-        for (entry, memories) in targets {
-            guard !entry.building, entry.lock.try() else {
-                stale.append(entry)
-                continue
-            }
-            defer { entry.lock.unlock() }
-            guard var index = entry.index else {
-                stale.append(entry)
-                continue
-            }
-            entry.index = nil  // unique owner while it is extended
-            var current = true
-            for inserted in memories where index.nextSeq <= inserted.number {
-                guard index.key == inserted.key, index.nextSeq == inserted.number,
-                    index.sortsLast(createdAt: inserted.memory.createdAt.timeIntervalSince1970, seq: inserted.seq)
-                else {
-                    current = false
-                    break
-                }
-                index.append(inserted.memory, seq: inserted.seq, tokenizer: tokenizer)
-                index.nextSeq = inserted.number + 1
-            }
-            entry.index = index
-            if current { appended.append((entry, index.count)) } else { stale.append(entry) }
-        }
-        let total = state.withLock { state -> Int in
-            state.committing = false
-            for entry in stale where entry.generation == generation { entry.generation = 0 }
-            for (entry, size) in appended { resizeLocked(&state, entry, to: size) }
-            return state.total
-        }
-        if !appended.isEmpty { indexedMemories.record(total) }
-        return header
-    }
-
     /// How many recalls were served from memory alone and with a database read (tests, benchmarks).
     var recallCounts: (memory: Int, database: Int) {
         state.withLock { ($0.memoryRecalls, $0.databaseRecalls) }
@@ -346,7 +243,7 @@ final class RecallIndexCache: Sendable {
         indexedMemories.record(total)
     }
 
-    private func resizeLocked(_ state: inout State, _ entry: Entry, to size: Int) {
+    func resizeLocked(_ state: inout State, _ entry: Entry, to size: Int) {
         guard !entry.evicted else { return }
         state.total += size - entry.size
         entry.size = size

@@ -13,8 +13,6 @@
 struct WALHeader: Sendable {
     /// `iChange`: committed write transactions, wrapping.
     var change: UInt32
-    /// `mxFrame`: frames in the WAL (it is restarted once a checkpoint has copied them all).
-    var frames: UInt32
 }
 
 /// Reads the wal-index header of a WAL database: one `pread` from its `-shm` file, no lock, no SQLite call. This
@@ -37,13 +35,13 @@ final class WALHeaderProbe: Sendable {
 
     /// The first copy of the header now; `nil` when the file holds no initialised header.
     func read() -> WALHeader? {
-        // iVersion, unused, iChange, isInit + bigEndCksum + szPage, mxFrame: native byte order.
-        var fields: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0)
+        // iVersion, unused, iChange, isInit + bigEndCksum + szPage: native byte order.
+        var fields: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
         let count = withUnsafeMutableBytes(of: &fields) { pread(descriptor, $0.baseAddress, $0.count, 0) }
         guard count == MemoryLayout.size(ofValue: fields) else { return nil }
         // iVersion is 3007000 in every SQLite since 3.7; isInit (the first byte after iChange) is 1 once written.
         let isInit = withUnsafeBytes(of: fields.3) { $0[0] }
         guard fields.0 == 3_007_000, isInit == 1 else { return nil }
-        return WALHeader(change: fields.2, frames: fields.4)
+        return WALHeader(change: fields.2)
     }
 }

@@ -22,6 +22,11 @@ struct Writer: Sendable {
         var stored: [ExchangeRecord] = []
         var outcome = RecallIndexCache.Commit()
         let changesBefore = db.totalChangesCount
+        // Last thing before COMMIT, the write lock held: the commit counter, for the recall cache.
+        func announce() {
+            outcome.changeBefore = cache?.commitCounter()
+            cache?.prepareCommit(changeBefore: outcome.changeBefore, wrote: db.totalChangesCount != changesBefore)
+        }
         do {
             do {
                 try db.inTransaction {
@@ -30,9 +35,7 @@ struct Writer: Sendable {
                             stored.append(exchange)
                         }
                     }
-                    outcome.changeBefore = cache?.probe?.read()?.change
-                    cache?.prepareCommit(
-                        changeBefore: outcome.changeBefore, wrote: db.totalChangesCount != changesBefore)
+                    announce()
                     return .commit
                 }
             } catch {
@@ -53,9 +56,7 @@ struct Writer: Sendable {
                             fail(item, error)
                         }
                     }
-                    outcome.changeBefore = cache?.probe?.read()?.change
-                    cache?.prepareCommit(
-                        changeBefore: outcome.changeBefore, wrote: db.totalChangesCount != changesBefore)
+                    announce()
                     return .commit
                 }
             }
