@@ -8,6 +8,7 @@ import fcntl
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import time
@@ -143,9 +144,26 @@ def test_database_file_removed_while_serving(proxies, fake_upstream, tmp_path):
 
 def lock_out_readers(db: pathlib.Path) -> int:
     """Takes, from this process, the WAL read-mark locks every SQLite reader needs (bytes 123-127 of the -shm
-    file), as a stuck backup tool or another writer's recovery would. Returns the fd; closing it unlocks."""
+    file), as a stuck backup tool or another writer's recovery would. Returns the fd; closing it unlocks.
+
+    The lock is taken blocking: the proxy's own transactions hold a read mark only while they run (e.g. the
+    writer's first idle-time pass, which begins right after the first exchange is acknowledged), so waiting for
+    them is waiting for a lock SQLite is about to release, not a sleep."""
     fd = os.open(f"{db}-shm", os.O_RDWR)
-    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 123)
+
+    def give_up(signum, frame):
+        raise TimeoutError("a reader of the proxy held a WAL read mark for 10 s")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(10)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX, 5, 123)
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return fd
 
 
