@@ -20,6 +20,18 @@ import Testing
         #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6"])
     }
 
+    @Test func theWriterConnectionKeepsMorePagesAndCheckpointsLessOftenThanReaders() throws {
+        let store = try makeStore()
+        let writer = try store.dbPool.write { db in
+            (try Int.fetchOne(db, sql: "PRAGMA cache_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
+        }
+        #expect(writer.0 == -SQLiteMemoryStore.writerCacheKiB)
+        #expect(writer.1 == SQLiteMemoryStore.walAutocheckpointPages)
+        // Readers keep SQLite's defaults: several of them, each with a large cache, would multiply the memory used.
+        let reader = try store.dbPool.read { db in try Int.fetchOne(db, sql: "PRAGMA cache_size") }
+        #expect(reader != -SQLiteMemoryStore.writerCacheKiB)
+    }
+
     @Test func unopenableFileSaysWhichPathAndWhatToDo() {
         let path = "/nonexistent-\(UUID().uuidString)/memories.sqlite"
         do {
