@@ -12,6 +12,10 @@ function setup(thread)
     thread_count = thread_count + 1
 end
 
+-- MEMORY_MODE=read|write (optional) sends X-Memory-Mode: run.sh's cost split (recall and injection only / storing
+-- only).
+local mode = os.getenv("MEMORY_MODE")
+
 -- Each wrk run (warm-up, c=16, c=64) starts a new counter: the run's start time keeps messages unique across runs,
 -- or memproxy would rightly store a repeated message of the same session only once (retry de-duplication).
 local run = tostring(os.time())
@@ -29,5 +33,6 @@ request = function()
         ["Authorization"] = "Bearer sk-bench",
         ["X-Session-Id"] = "bench-" .. (counter % 64),
     }
+    if mode then headers["X-Memory-Mode"] = mode end
     return wrk.format(nil, nil, headers, body)
 end

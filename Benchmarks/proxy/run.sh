@@ -299,8 +299,16 @@ memory_cells() { # name lua
     done
     echo "$(python3 -c "import sys; print(max(0, float(sys.argv[2]) - float(sys.argv[1]) - 0.5))" "$start" "$(date +%s.%N)")" \
         >"$RUN/drain-$name.txt"
-    stop_pid "$pid"
     echo "$(db_count "$db" memories) $(db_count "$db" injections)" >"$RUN/rows-$name.txt"
+    if [[ "$name" == memory ]]; then
+        # Where memory's cost lies, on the store the cells above filled: c=64 with X-Memory-Mode: read (recall and
+        # injection; only the injection record is written) and write (every exchange stored; nothing recalled).
+        for mode in read write; do
+            log "wrk memproxy-$name-$mode c=64 $DURATION"
+            MEMORY_MODE=$mode run_wrk "memproxy-$name-$mode" "$P_MEMPROXY" 64 "$DURATION" "$lua"
+        done
+    fi
+    stop_pid "$pid"
 }
 memory_cells memory "$HERE/post-memory.lua"
 memory_cells memory-zipf "$HERE/post-memory-zipf.lua"
@@ -432,6 +440,15 @@ for name in ("memory", "memory-zipf"):
         m = parse(f"memproxy-{name}", c)
         print(f"| {name} | {c} | {m[0]:,.0f} | {m[1]:.3f} | {m[2]:.3f} | {m[3]} | {m[5]:.0f} | "
               f"{m[0] / rows['memproxy', c][0]:.2f} | {m[0] / rows['direct', c][0]:.2f} |")
+print()
+print("Cost split (\"memory\" workload, c=64, after its cells, same process and store; X-Memory-Mode):")
+print()
+print("| mode | req/s | memproxy CPU µs/req | / pass-through |")
+print("|---|---:|---:|---:|")
+for mode, label in (("", "on (recall + inject + store)"), ("-read", "read (recall + inject)"), ("-write", "write (store)")):
+    m = parse(f"memproxy-memory{mode}", 64)
+    print(f"| {label} | {m[0]:,.0f} | {m[5]:.0f} | {m[0] / rows['memproxy', 64][0]:.2f} |")
+print(f"| off (pass-through, above) | {rows['memproxy', 64][0]:,.0f} | {rows['memproxy', 64][5]:.0f} | 1.00 |")
 print()
 for name in ("memory", "memory-zipf"):
     sent, seconds = 0, 0.0

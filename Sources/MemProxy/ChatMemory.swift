@@ -209,8 +209,8 @@ struct ChatMemory: Sendable {
 struct MemoryContext: Sendable {
     /// The block to inject; `nil` when nothing is left to inject.
     var block: MemoryBlock?
-    /// Every memory that was offered to the block (procedural and recalled), by id.
-    var candidates: [String: Memory]
+    /// Every memory that was offered to the block: procedural, then recalled (at most a few dozen).
+    var candidates: [Memory]
     /// Time spent reading the store.
     var recallMs: Double
 }
@@ -286,8 +286,6 @@ struct MemoryContextBuilder: Sendable {
         start: ContinuousClock.Instant
     ) -> MemoryContext {
         let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
-        var candidates: [String: Memory] = [:]
-        for memory in procedural + recalled.map(\.memory) { candidates[memory.id] = memory }
         let ordered = InjectionOrder.candidates(
             procedural: procedural.map { Self.injectable($0, score: 0) },
             recalled: recalled.map { Self.injectable($0.memory, score: $0.score) }
@@ -298,7 +296,7 @@ struct MemoryContextBuilder: Sendable {
             topK: topK + procedural.count,
             maxTokens: self.maxInjectedTokens
         )
-        return MemoryContext(block: block, candidates: candidates, recallMs: recallMs)
+        return MemoryContext(block: block, candidates: procedural + recalled.map(\.memory), recallMs: recallMs)
     }
 
     private static func injectable(_ memory: Memory, score: Double) -> InjectableMemory {

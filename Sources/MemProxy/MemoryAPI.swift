@@ -160,7 +160,7 @@ public struct MemoryAPI: Sendable {
             try await self.contextBuilder.build(session: session, query: query, excluding: [query], topK: topK)
         }
         let memories = (context.block?.memories ?? []).compactMap { item in
-            context.candidates[item.id].map { MemoryObject($0, score: item.score) }
+            context.candidates.first { $0.id == item.id }.map { MemoryObject($0, score: item.score) }
         }
         return RecallResult(memories: memories, context: context.block?.text ?? "")
     }

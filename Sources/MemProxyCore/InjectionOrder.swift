@@ -14,6 +14,8 @@ public enum InjectionOrder {
     ///   - recalled: Recalled memories, best first, with their relevance scores.
     /// - Returns: Procedural memories, then the others, facts first within each run of equal scores.
     public static func candidates(procedural: [InjectableMemory], recalled: [InjectableMemory]) -> [InjectableMemory] {
+        // Usual case (no procedural memories, no facts among the recalled ones): the recalled order as it is.
+        if procedural.isEmpty, !recalled.contains(where: { $0.type == "semantic" }) { return recalled }
         let recalledScores = Dictionary(recalled.map { ($0.id, $0.score) }, uniquingKeysWith: { first, _ in first })
         let proceduralIDs = Set(procedural.map(\.id))
         var ordered = procedural.map { memory in

@@ -118,6 +118,7 @@ public enum MemoryBlockRenderer {
         guard TokenEstimator.estimate(utf8Count: byteCount) <= maxTokens else { return nil }
 
         let sentTexts = requestTexts.map { Array(TextNormalization.collapsingWhitespace($0).utf8) }
+        let longestSent = sentTexts.reduce(0) { max($0, $1.count) }
         var lines: [String] = []
         var chosen: [InjectableMemory] = []
         var seenContents: Set<String> = []
@@ -125,8 +126,10 @@ public enum MemoryBlockRenderer {
             guard chosen.count < topK else { break }
             let content = TextNormalization.collapsingWhitespace(candidate.content)
             guard !content.isEmpty, !seenContents.contains(content) else { continue }
-            let contentBytes = Array(content.utf8)
-            guard !sentTexts.contains(where: { TextNormalization.contains($0, contentBytes) }) else { continue }
+            if content.utf8.count <= longestSent {
+                let contentBytes = Array(content.utf8)
+                guard !sentTexts.contains(where: { TextNormalization.contains($0, contentBytes) }) else { continue }
+            }
             let line =
                 "- [\(CivilDate.string(fromUnixSeconds: candidate.createdAt))] \(label(for: candidate)): "
                 + TextNormalization.neutralizingMemoryTags(content)

@@ -67,6 +67,7 @@ enum TextNormalization {
 
     /// `text` with `<memory>` and `</memory>` (ASCII case-insensitive) replaced by `<memory_>` and `</memory_>`.
     static func neutralizingMemoryTags(_ text: String) -> String {
+        guard text.utf8.contains(ASCII.lessThan) else { return text }
         let bytes = Array(text.utf8)
         let tag = Array("memory".utf8)
         var output: [UInt8] = []
