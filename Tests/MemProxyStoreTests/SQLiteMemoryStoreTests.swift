@@ -20,13 +20,17 @@ import Testing
         #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6"])
     }
 
-    @Test func theWriterConnectionKeepsMorePagesAndCheckpointsLessOftenThanReaders() throws {
+    @Test func theWriterConnectionKeepsMorePagesInMemoryAndCheckpointsLessOftenThanReaders() throws {
         let store = try makeStore()
         let writer = try store.dbPool.write { db in
-            (try Int.fetchOne(db, sql: "PRAGMA cache_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"))
+            (
+                try Int.fetchOne(db, sql: "PRAGMA cache_size"), try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint"),
+                try Int.fetchOne(db, sql: "PRAGMA temp_store")
+            )
         }
         #expect(writer.0 == -SQLiteMemoryStore.writerCacheKiB)
         #expect(writer.1 == SQLiteMemoryStore.walAutocheckpointPages)
+        #expect(writer.2 == 2, "statement journals in memory (temp_store = MEMORY)")
         // Readers keep SQLite's defaults: several of them, each with a large cache, would multiply the memory used.
         let reader = try store.dbPool.read { db in try Int.fetchOne(db, sql: "PRAGMA cache_size") }
         #expect(reader != -SQLiteMemoryStore.writerCacheKiB)
