@@ -5,8 +5,10 @@
 #
 # Measures, in one run: requests/s and p50/p99 latency of a static nginx upstream served directly, through
 # nginx proxy_pass (upstream keepalive) and through memproxy, at concurrency 1, 16 and 64 (wrk, POST of a
-# ~300-byte chat request, ~650-byte chat.completion answer); memproxy once more at log level info (c=64); then
-# 500 concurrent slow SSE streams through memproxy (threads and RSS sampled from /proc).
+# ~300-byte chat request, ~650-byte chat.completion answer); memproxy once more at log level info (c=64); memproxy
+# with memory on (two workloads, each followed by the writer's drain; the first also split into X-Memory-Mode read
+# and write cells at c=64); then 500 concurrent slow SSE streams through memproxy (threads and RSS sampled from
+# /proc).
 #
 # Environment knobs (all optional):
 #   MEMPROXY_BIN=path     use this binary instead of building (release, scratch path .build-bench)
