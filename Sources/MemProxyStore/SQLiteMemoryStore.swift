@@ -170,29 +170,14 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         guard limit > 0 else { return [] }
         let recallQuery = RecallQuery(text: query)
         let start = ContinuousClock.now
-        let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
-        let cache = recallCache
+        let context = try await readContext(
+            session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
+            proceduralCountsTowardLimit: true)
         // Procedural memories lead the list: they carry the best score of the result (at least 1), so scores
         // never increase down the list.
-        @Sendable func merged(_ context: (procedural: [Memory], recalled: [RecalledMemory])) -> [RecalledMemory] {
-            let lead = max(1, context.recalled.first?.score ?? 1)
-            return context.procedural.map { RecalledMemory(memory: $0, score: lead) } + context.recalled
-        }
-        if let context = Recall.cachedContext(
-            cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
-            proceduralCountsTowardLimit: true, settings: settings
-        ) {
-            return merged(context)
-        }
-        let commitsBefore = cache.commitCounter()
-        return try await dbPool.read { db in
-            merged(
-                try Recall.context(
-                    db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
-                    proceduralCountsTowardLimit: true, settings: settings, commitsBefore: commitsBefore
-                ))
-        }
+        let lead = max(1, context.recalled.first?.score ?? 1)
+        return context.procedural.map { RecalledMemory(memory: $0, score: lead) } + context.recalled
     }
 
     /// In one read: the session's procedural memories (newest first, at most `proceduralLimit`) and, when
@@ -202,20 +187,32 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     {
         let recallQuery = query.map(RecallQuery.init(text:))
         let start = ContinuousClock.now
-        let settings = recallSettings
         defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
+        return try await readContext(
+            session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
+            proceduralCountsTowardLimit: false)
+    }
+
+    /// From the session's in-memory index when it is known to be current, else in a read transaction. The commit
+    /// counter is read before the read begins: GRDB takes the snapshot before running the closure, and a counter
+    /// read inside it could name a commit the snapshot does not hold.
+    private func readContext(
+        session: String, query: RecallQuery?, limit: Int, proceduralLimit: Int, proceduralCountsTowardLimit: Bool
+    ) async throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
         let cache = recallCache
+        let settings = recallSettings
         if let context = Recall.cachedContext(
-            cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
-            settings: settings
+            cache: cache, session: session, query: query, limit: limit, proceduralLimit: proceduralLimit,
+            proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings
         ) {
             return context
         }
         let commitsBefore = cache.commitCounter()
         return try await dbPool.read { db in
             try Recall.context(
-                db, cache: cache, session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
-                settings: settings, commitsBefore: commitsBefore
+                db, cache: cache, session: session, query: query, limit: limit, proceduralLimit: proceduralLimit,
+                proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings,
+                commitsBefore: commitsBefore
             )
         }
     }
