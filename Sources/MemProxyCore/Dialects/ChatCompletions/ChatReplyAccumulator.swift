@@ -3,7 +3,7 @@
 /// Only choice `index == 0` is read (with `n > 1`, the other choices are ignored). Malformed input never
 /// fails: lines that are not JSON, or JSON of an unexpected shape, are skipped. The collected text is capped
 /// at 1 MiB of UTF-8, and at most 128 distinct tool calls are tracked.
-public struct ChatReplyAccumulator: Sendable {
+public struct ChatReplyAccumulator: ReplyAccumulator {
     static let maxTextBytes = 1 << 20
     static let maxToolCalls = 128
 
@@ -27,8 +27,16 @@ public struct ChatReplyAccumulator: Sendable {
     /// The last `finish_reason` seen for choice 0 (for example `stop`, `length`, `tool_calls`).
     public private(set) var finishReason: String?
 
+    /// Whether the reply came as a stream (`consumeStream` was called).
+    private var streamed = false
+
     /// Creates an empty accumulator.
     public init() {}
+
+    /// No error, and a stream ended with `[DONE]` or a `finish_reason` (a body is whole once parsed).
+    public var isComplete: Bool {
+        !sawError && (!streamed || sawDone || finishReason != nil)
+    }
 
     /// The reply: the content (then the refusal, if any), followed by one line per tool call in index order,
     /// formatted `tool_call <name>(<arguments>)` with the arguments as the raw concatenated string. Parts are
@@ -50,6 +58,7 @@ public struct ChatReplyAccumulator: Sendable {
     /// Consumes the next bytes of a `text/event-stream` response body (split anywhere).
     /// - Parameter bytes: Raw body bytes as they arrive.
     public mutating func consumeStream(_ bytes: some Collection<UInt8>) {
+        streamed = true
         for event in parser.feed(bytes) {
             consume(event)
         }
@@ -88,6 +97,11 @@ public struct ChatReplyAccumulator: Sendable {
     }
 
     // MARK: - Complete responses
+
+    /// ``consumeCompletion(_:)``.
+    public mutating func consumeBody(_ body: some Collection<UInt8>) {
+        consumeCompletion(body)
+    }
 
     /// Consumes a complete (non-streamed) `chat.completion` response body.
     /// - Parameter body: The raw response body.

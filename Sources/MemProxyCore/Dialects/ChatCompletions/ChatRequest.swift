@@ -24,7 +24,7 @@ public struct RequestValidationError: Error, Sendable, Equatable {
 ///
 /// Only what memory needs is validated: the body is an object and `messages` is an array of objects that each
 /// have a string `role`. Everything else is left for the upstream to judge.
-public struct ChatRequest: Sendable {
+public struct ChatRequest: MemoryRequest {
     private var root: JSONObject
 
     /// Parses and minimally validates a request body.
@@ -57,7 +57,7 @@ public struct ChatRequest: Sendable {
         self.root = root
     }
 
-    private static func validateMessages(_ value: JSONValue?) throws(RequestValidationError) {
+    static func validateMessages(_ value: JSONValue?) throws(RequestValidationError) {
         guard let value else {
             throw RequestValidationError(
                 message: "The request has no \"messages\". Send \"messages\" as an array of message objects, each "
@@ -191,6 +191,63 @@ public struct ChatRequest: Sendable {
         return true
     }
 
+    /// Whether the newest user message is the new input of this request: it has text and no assistant or tool
+    /// message follows it. In a tool loop the client resends the same user message with the tool results after
+    /// it: such a continuation turn is not a new user turn.
+    public var isNewUserTurn: Bool {
+        guard newestUserText != nil,
+            let last = messages.lastIndex(where: { $0.objectValue?["role"]?.stringValue == "user" })
+        else { return false }
+        return !messages[(last + 1)...].contains { message in
+            let role = message.objectValue?["role"]?.stringValue
+            return role == "assistant" || role == "tool" || role == "function"
+        }
+    }
+
+    /// Adds the memory block: with ``MemoryPlacement/lastUser``, appended to the newest user message (string
+    /// content: after a blank line; array content: one more `{"type":"text"}` part), every other message left
+    /// byte-identical; otherwise (or when there is no user message with string or array content) as
+    /// ``inject(_:)`` does, in the system prompt.
+    /// - Parameters:
+    ///   - block: The text to add; an empty one leaves the request untouched.
+    ///   - placement: Where to add it.
+    public mutating func inject(_ block: String, placement: MemoryPlacement) {
+        guard !block.isEmpty else { return }
+        if placement == .lastUser, appendToNewestUserMessage(block) { return }
+        inject(block)
+    }
+
+    private mutating func appendToNewestUserMessage(_ block: String) -> Bool {
+        var appended = false
+        root.modifyValue(forKey: "messages") { value in
+            guard case .array(var messages) = value,
+                let index = messages.lastIndex(where: { $0.objectValue?["role"]?.stringValue == "user" }),
+                case .object(var message) = messages[index],
+                let content = message["content"].flatMap({ Self.appending(block, to: $0, partType: "text") })
+            else { return }
+            value = .null
+            message["content"] = content
+            messages[index] = .object(message)
+            value = .array(messages)
+            appended = true
+        }
+        return appended
+    }
+
+    /// `content` (a string, or an array of parts) with `block` appended: a string after a blank line, an array
+    /// as one more `{"type": partType, "text": block}` part; `nil` for content of another type.
+    static func appending(_ block: String, to content: JSONValue, partType: String) -> JSONValue? {
+        switch content {
+        case .string(let text):
+            return .string(text.isEmpty ? block : text + "\n\n" + block)
+        case .array(var parts):
+            parts.append(.object(JSONObject([("type", .string(partType)), ("text", .string(block))])))
+            return .array(parts)
+        default:
+            return nil
+        }
+    }
+
     /// The request body as compact JSON, with every field the client sent in its original order.
     /// - Returns: The UTF-8 encoded body.
     public func serialized() -> [UInt8] {
@@ -210,4 +267,16 @@ extension JSONValue {
         case .object: "an object"
         }
     }
+}
+
+/// `POST /v1/chat/completions`.
+public enum ChatCompletionsDialect: WireDialect {
+    public static let api = "chat.completions"
+    public static let errors = ErrorShape.openAI
+
+    public static func parse(_ body: some Collection<UInt8>) throws(RequestValidationError) -> ChatRequest {
+        try ChatRequest(body: body)
+    }
+
+    public typealias Reply = ChatReplyAccumulator
 }
