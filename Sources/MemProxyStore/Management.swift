@@ -194,13 +194,18 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
     /// - Returns: The records, newest first (or oldest first after `filter.afterSequence`).
     public func injections(session: String, filter: InjectionFilter) async throws -> [StoredInjection] {
         var sql = """
-            SELECT seq, request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block
+            SELECT seq, request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block,
+                   api, response_id
             FROM injections WHERE session_id = ?
             """
         var arguments: StatementArguments = [session]
         if let requestID = filter.requestID {
             sql += " AND request_id = ?"
             arguments += [requestID]
+        }
+        if let responseID = filter.responseID {
+            sql += " AND response_id = ?"
+            arguments += [responseID]
         }
         if let after = filter.afterSequence {
             sql += " AND seq > ? ORDER BY seq LIMIT ?"
@@ -229,7 +234,9 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
                 scores: try decoder.decode([Double].self, from: Data((row[6] as String).utf8)),
                 tokens: row[7],
                 recallMs: row[8],
-                block: row[9]
+                block: row[9],
+                api: row[10],
+                responseID: row[11]
             )
         )
     }

@@ -193,6 +193,8 @@ public struct SessionPage: Sendable {
 public struct InjectionFilter: Sendable {
     /// Only the records of this request.
     public var requestID: String?
+    /// Only the record of the request that produced this upstream response (Responses API `resp_…` ids).
+    public var responseID: String?
     /// The most records to return.
     public var limit: Int
     /// When set: records stored after this sequence number, oldest first (for following the log). When `nil`:
@@ -205,8 +207,10 @@ public struct InjectionFilter: Sendable {
     ///   - requestID: Only this request's records.
     ///   - limit: The most records.
     ///   - afterSequence: Records after this sequence number, oldest first.
-    public init(requestID: String? = nil, limit: Int, afterSequence: Int64? = nil) {
+    ///   - responseID: Only the record of the request that produced this upstream response.
+    public init(requestID: String? = nil, limit: Int, afterSequence: Int64? = nil, responseID: String? = nil) {
         self.requestID = requestID
+        self.responseID = responseID
         self.limit = limit
         self.afterSequence = afterSequence
     }

@@ -1,4 +1,5 @@
 public import Foundation
+import MemProxyCore
 
 /// The kind of a memory. An extensible option type: new kinds can be added without breaking clients.
 public struct MemoryType: Sendable, Hashable, Codable, CustomStringConvertible {
@@ -141,6 +142,16 @@ public struct Memory: Sendable, Equatable, Codable {
     }
 }
 
+extension Memory {
+    /// Whether this memory is a reply that did not complete (`"incomplete": true` in its metadata: the upstream
+    /// failed, or the client went away, mid-reply). It is kept, but never recalled or injected.
+    public var isIncompleteReply: Bool {
+        guard metadata.contains("\"incomplete\"") else { return false }
+        guard case .object(let object)? = try? JSON.parse(metadata.utf8) else { return false }
+        return object["incomplete"] == .bool(true)
+    }
+}
+
 /// A memory returned by recall, with its relevance.
 public struct RecalledMemory: Sendable, Equatable {
     /// The memory.
@@ -170,8 +181,9 @@ public struct ExchangeRecord: Sendable {
     /// A hash of the request that identifies client retries (same session + hash within the retry window
     /// are stored once).
     public var requestHash: String
-    /// The newest user message.
-    public var userText: String
+    /// The newest user message; `nil` for a continuation turn (a tool loop's round trip resends the user message
+    /// that started it, which is stored once), which stores only the reply.
+    public var userText: String?
     /// The assistant's reply; `nil` stores only the user half.
     public var assistantText: String?
     /// The reply was cut short (client disconnect, upstream error mid-stream).
@@ -188,7 +200,7 @@ public struct ExchangeRecord: Sendable {
     ///   - exchangeID: Unique id of the exchange.
     ///   - requestID: The proxy's request id.
     ///   - requestHash: Identifies client retries.
-    ///   - userText: The newest user message.
+    ///   - userText: The newest user message, or `nil` for a continuation turn.
     ///   - assistantText: The reply, or `nil`.
     ///   - assistantIncomplete: Whether the reply was cut short.
     ///   - createdAt: When the exchange ended.
@@ -198,7 +210,7 @@ public struct ExchangeRecord: Sendable {
         exchangeID: String,
         requestID: String,
         requestHash: String,
-        userText: String,
+        userText: String?,
         assistantText: String?,
         assistantIncomplete: Bool = false,
         createdAt: Date,
@@ -236,6 +248,11 @@ public struct InjectionRecord: Sendable, Codable {
     public var recallMs: Double
     /// The injected block text.
     public var block: String
+    /// The API the request used: `chat.completions`, `responses` or `messages`.
+    public var api: String
+    /// The upstream's id of the response (Responses API), so that a request continuing it
+    /// (`previous_response_id`) gets the same block.
+    public var responseID: String?
 
     /// Creates an injection record.
     ///
@@ -249,6 +266,8 @@ public struct InjectionRecord: Sendable, Codable {
     ///   - tokens: Estimated tokens of the block.
     ///   - recallMs: Time spent in recall.
     ///   - block: The injected block text.
+    ///   - api: The API the request used.
+    ///   - responseID: The upstream's id of the response, when it can be continued.
     public init(
         requestID: String,
         sessionID: String,
@@ -258,7 +277,9 @@ public struct InjectionRecord: Sendable, Codable {
         scores: [Double],
         tokens: Int,
         recallMs: Double,
-        block: String
+        block: String,
+        api: String = "chat.completions",
+        responseID: String? = nil
     ) {
         self.requestID = requestID
         self.sessionID = sessionID
@@ -269,5 +290,7 @@ public struct InjectionRecord: Sendable, Codable {
         self.tokens = tokens
         self.recallMs = recallMs
         self.block = block
+        self.api = api
+        self.responseID = responseID
     }
 }

@@ -203,7 +203,7 @@ struct RecallEngine {
                 found.content.withUnsafeBufferPointer { contents in
                     found.date.withUnsafeBufferPointer { dates in
                         found.capped.withUnsafeBufferPointer { cappeds in
-                            for row in rows where !documents[row].isProcedural {
+                            for row in rows where !documents[row].isProcedural && !documents[row].isIncomplete {
                                 let (lower, upper) = (max(0, row - radius), min(count - 1, row + radius))
                                 var length = Double(documents[row].contentLength)
                                 if weights.date > 0 { length += Double(documents[row].dateLength) }

@@ -25,6 +25,8 @@ extension RecallIndexCache {
         var inserted: [InsertedMemory] = []
         /// The exchanges it stored (not skipped as retries).
         var stored: [ExchangeRecord] = []
+        /// Sessions whose existing memories it changed (not only appended to): their indexes are rebuilt.
+        var changed: Set<String> = []
     }
 
     /// Called by the writer before its transaction begins: until ``finishCommit(_:)``, a commit seen in the header
@@ -61,7 +63,7 @@ extension RecallIndexCache {
                 return (state.generation, [])
             }
             var targets: [(Entry, [InsertedMemory])] = []
-            for (session, memories) in bySession {
+            for (session, memories) in bySession where !commit.changed.contains(session) {
                 guard let entry = state.entries[session], entry.generation == state.generation else { continue }
                 targets.append((entry, memories))
             }
@@ -97,6 +99,7 @@ extension RecallIndexCache {
         let total = state.withLock { state -> Int in
             state.committing = false
             for entry in stale where entry.generation == generation { entry.generation = 0 }
+            for session in commit.changed { state.entries[session]?.generation = 0 }
             for (entry, size) in appended { resizeLocked(&state, entry, to: size) }
             return state.total
         }

@@ -156,6 +156,18 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v7") { db in
+            // Memory serves three APIs: each injection record names its API, and keeps the upstream's response id
+            // (Responses API) so that a request continuing that response gets the same block.
+            try db.execute(
+                sql: """
+                    ALTER TABLE injections ADD COLUMN api TEXT NOT NULL DEFAULT 'chat.completions';
+                    ALTER TABLE injections ADD COLUMN response_id TEXT;
+                    CREATE INDEX injections_response ON injections(session_id, response_id)
+                        WHERE response_id IS NOT NULL;
+                    """
+            )
+        }
         return migrator
     }
 

@@ -17,6 +17,8 @@ struct SessionIndex {
         var seq: Int64
         var createdAt: Double
         var isProcedural: Bool
+        /// A reply that did not complete: kept, never recalled.
+        var isIncomplete: Bool
         var content: Range<Int32>
         /// The first `maxNeighbourCharacters` characters' counts (the same range when the text is that short).
         var capped: Range<Int32>
@@ -114,6 +116,7 @@ struct SessionIndex {
             seq: seq,
             createdAt: createdAt,
             isProcedural: memory.type == .procedural,
+            isIncomplete: memory.isIncompleteReply,
             content: content,
             capped: capped,
             date: date.range,

@@ -31,7 +31,9 @@ struct Writer: Sendable {
             do {
                 try db.inTransaction {
                     for item in batch {
-                        if try write(item, in: db, inserted: &outcome.inserted), case .exchange(let exchange) = item {
+                        if try write(item, in: db, inserted: &outcome.inserted, changed: &outcome.changed),
+                            case .exchange(let exchange) = item
+                        {
                             stored.append(exchange)
                         }
                     }
@@ -44,14 +46,18 @@ struct Writer: Sendable {
                 try db.inTransaction {
                     for item in batch {
                         var inserted: [RecallIndexCache.InsertedMemory] = []
+                        var changed: Set<String> = []
                         do {
                             try db.inSavepoint {
-                                if try write(item, in: db, inserted: &inserted), case .exchange(let exchange) = item {
+                                if try write(item, in: db, inserted: &inserted, changed: &changed),
+                                    case .exchange(let exchange) = item
+                                {
                                     stored.append(exchange)
                                 }
                                 return .commit
                             }
                             outcome.inserted += inserted
+                            outcome.changed.formUnion(changed)
                         } catch {
                             fail(item, error)
                         }
@@ -105,11 +111,11 @@ struct Writer: Sendable {
     }
 
     /// Returns whether the item was written (false: skipped as a duplicate).
-    private func write(_ item: WriteItem, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory]) throws
-        -> Bool
-    {
+    private func write(
+        _ item: WriteItem, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory], changed: inout Set<String>
+    ) throws -> Bool {
         switch item {
-        case .exchange(let exchange): return try write(exchange, in: db, inserted: &inserted)
+        case .exchange(let exchange): return try write(exchange, in: db, inserted: &inserted, changed: &changed)
         case .injection(let injection):
             try write(injection, in: db)
             return true
@@ -117,7 +123,10 @@ struct Writer: Sendable {
     }
 
     private func write(
-        _ exchange: ExchangeRecord, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory]
+        _ exchange: ExchangeRecord,
+        in db: Database,
+        inserted: inout [RecallIndexCache.InsertedMemory],
+        changed: inout Set<String>
     ) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
         let duplicate = try Bool.fetchOne(
@@ -136,9 +145,29 @@ struct Writer: Sendable {
             )
             return false
         }
-        // A cut-short exchange is recorded under a distinct hash, so that the client's retry of the same request,
-        // which completes, is still stored rather than skipped as a duplicate.
-        let storedHash = exchange.assistantIncomplete ? exchange.requestHash + ":incomplete" : exchange.requestHash
+        // A cut-short exchange is recorded under a distinct hash. The client's retry of the same request completes
+        // that exchange in place (its user half is not stored twice); a retry cut short too adds nothing.
+        let incompleteHash = exchange.requestHash + ":incomplete"
+        if let previous = try String.fetchOne(
+            db.cachedStatement(
+                sql: """
+                    SELECT id FROM exchanges
+                    WHERE session_id = ? AND request_hash = ? AND created_at BETWEEN ? AND ? LIMIT 1
+                    """
+            ),
+            arguments: [exchange.sessionID, incompleteHash, time - retryWindowSeconds, time + retryWindowSeconds]
+        ) {
+            guard !exchange.assistantIncomplete else {
+                logger.debug(
+                    "skipping a retried exchange cut short again",
+                    metadata: ["memory.session": "\(exchange.sessionID)", "request.id": "\(exchange.requestID)"]
+                )
+                return false
+            }
+            try complete(exchangeID: previous, with: exchange, in: db, inserted: &inserted, changed: &changed)
+            return true
+        }
+        let storedHash = exchange.assistantIncomplete ? incompleteHash : exchange.requestHash
         try db.cachedStatement(
             sql: "INSERT OR IGNORE INTO exchanges(id, session_id, request_hash, created_at) VALUES (?, ?, ?, ?)"
         ).execute(arguments: [exchange.exchangeID, exchange.sessionID, storedHash, time])
@@ -149,46 +178,85 @@ struct Writer: Sendable {
             )
             return false
         }
-        let user = Memory(
-            sessionID: exchange.sessionID,
-            type: .episodic,
-            role: "user",
-            content: exchange.userText,
-            createdAt: exchange.createdAt,
-            source: "exchange",
-            metadata: exchange.metadata,
-            exchangeID: exchange.exchangeID
-        )
-        var memories = [user]
-        if let reply = exchange.assistantText {
-            let assistant = Memory(
-                sessionID: exchange.sessionID,
-                type: .episodic,
-                role: "assistant",
-                content: reply,
-                createdAt: exchange.createdAt,
-                source: "exchange",
-                metadata: exchange.assistantIncomplete
-                    ? Self.merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
-                exchangeID: exchange.exchangeID
+        var memories: [Memory] = []
+        if let userText = exchange.userText {
+            memories.append(
+                Memory(
+                    sessionID: exchange.sessionID,
+                    type: .episodic,
+                    role: "user",
+                    content: userText,
+                    createdAt: exchange.createdAt,
+                    source: "exchange",
+                    metadata: exchange.metadata,
+                    exchangeID: exchange.exchangeID
+                )
             )
-            memories.append(assistant)
+        }
+        if let reply = exchange.assistantText {
+            memories.append(Self.reply(reply, of: exchange, exchangeID: exchange.exchangeID))
         }
         inserted += try Self.insert(memories, in: db)
         return true
+    }
+
+    /// The assistant half of `exchange`, marked `incomplete` when it was cut short.
+    private static func reply(_ text: String, of exchange: ExchangeRecord, exchangeID: String) -> Memory {
+        Memory(
+            sessionID: exchange.sessionID,
+            type: .episodic,
+            role: "assistant",
+            content: text,
+            createdAt: exchange.createdAt,
+            source: "exchange",
+            metadata: exchange.assistantIncomplete
+                ? merging(["incomplete": true], into: exchange.metadata) : exchange.metadata,
+            exchangeID: exchangeID
+        )
+    }
+
+    /// A completed retry of the cut-short exchange `exchangeID`: its reply replaces the incomplete one (or is added
+    /// when the first attempt got no text at all), and the exchange counts as complete from now on.
+    private func complete(
+        exchangeID: String,
+        with exchange: ExchangeRecord,
+        in db: Database,
+        inserted: inout [RecallIndexCache.InsertedMemory],
+        changed: inout Set<String>
+    ) throws {
+        try db.cachedStatement(sql: "UPDATE exchanges SET request_hash = ? WHERE id = ?")
+            .execute(arguments: [exchange.requestHash, exchangeID])
+        guard let reply = exchange.assistantText else { return }
+        let seq = try Int64.fetchOne(
+            db.cachedStatement(
+                sql: "SELECT seq FROM memories WHERE exchange_id = ? AND role = 'assistant' AND session_id = ? LIMIT 1"
+            ),
+            arguments: [exchangeID, exchange.sessionID]
+        )
+        guard let seq else {
+            inserted += try Self.insert([Self.reply(reply, of: exchange, exchangeID: exchangeID)], in: db)
+            return
+        }
+        try db.cachedStatement(
+            sql: "UPDATE memories SET content = ?, metadata = ?, updated_at = ?, content_hash = ? WHERE seq = ?"
+        ).execute(arguments: [
+            reply.storableText, exchange.metadata, exchange.createdAt.timeIntervalSince1970,
+            StableHash.fnv1a64Hex(reply.utf8), seq,
+        ])
+        changed.insert(exchange.sessionID)
     }
 
     private func write(_ injection: InjectionRecord, in db: Database) throws {
         try db.cachedStatement(
             sql: """
                 INSERT INTO injections(request_id, session_id, created_at, model, memory_ids, scores, tokens,
-                                       recall_ms, block)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       recall_ms, block, api, response_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             injection.requestID, injection.sessionID, injection.createdAt.timeIntervalSince1970, injection.model,
             try Self.json(ids: injection.memoryIDs), try Self.json(scores: injection.scores), injection.tokens,
-            injection.recallMs, injection.block,
+            injection.recallMs, injection.block, injection.api, injection.responseID,
         ])
     }
 
@@ -276,7 +344,8 @@ struct Writer: Sendable {
         let rows = try Row.fetchAll(
             db,
             sql: """
-                SELECT request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block
+                SELECT request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block, api,
+                       response_id
                 FROM injections WHERE session_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?
                 """,
             arguments: [session, max(0, limit)]
@@ -292,7 +361,9 @@ struct Writer: Sendable {
                 scores: try decoder.decode([Double].self, from: Data((row[5] as String).utf8)),
                 tokens: row[6],
                 recallMs: row[7],
-                block: row[8]
+                block: row[8],
+                api: row[9],
+                responseID: row[10]
             )
         }
     }
