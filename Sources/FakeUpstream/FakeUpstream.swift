@@ -5,7 +5,8 @@ public import Logging
 import NIOCore
 import Synchronization
 
-/// A small OpenAI-like upstream for tests and `memproxy demo`: no network, no key, deterministic answers.
+/// A small OpenAI- and Anthropic-like upstream for tests and `memproxy demo`: no network, no key, deterministic
+/// answers.
 ///
 /// OpenAI-shaped endpoints:
 /// - `POST /v1/chat/completions`: answers `"echo: <newest user text>"`, streamed as SSE when `"stream": true`
@@ -21,6 +22,28 @@ import Synchronization
 ///   - `X-Fake-Byte-Delay-Ms: D`: the response body is written one byte at a time, D ms apart.
 ///   - `X-Fake-Reply-Bytes: N`: the reply text is N bytes of filler (huge responses).
 ///   - `X-Fake-Drop-After: K`: a stream's connection is cut after K events (no `[DONE]`).
+/// - `POST /v1/responses` (OpenAI Responses API): one output item, `message` with one `output_text` part
+///   `"echo: <newest user text>"` (`input` when a string, else the last `message` item of role `user`: string content
+///   or its `input_text` parts joined with newlines). With a `function` tool and a last item (trailing `developer` and
+///   `system` messages aside) from the `user`, one `function_call` for the first function tool instead (arguments
+///   `{"query": <user text>}`); when the last item is a `function_call_output`, `"tool result: <output>"`. Answer N
+///   (a counter shared with `/v1/messages`, from 1) has ids `resp_fake_N`, `msg_fake_N`, `fc_fake_N`, `call_fake_N`.
+///   `"stream": true` gives the official event sequence (`response.created`, `response.in_progress`,
+///   `response.output_item.added`, [`response.content_part.added`, `response.output_text.delta`×n,
+///   `response.output_text.done`, `response.content_part.done` | `response.function_call_arguments.delta`×n,
+///   `response.function_call_arguments.done`], `response.output_item.done`, `response.completed`), numbered by
+///   `sequence_number`, without `[DONE]`. The chat headers above apply (errors in OpenAI's shape; a gated stream
+///   pauses after its first delta), and `X-Fake-Final: failed|incomplete` ends the stream with `response.failed`
+///   (`error` `server_error`) or `response.incomplete` (`max_output_tokens`); a plain answer gets that status.
+/// - `POST /v1/messages` (Anthropic Messages API): one `text` block `"echo: <newest user text>"` (the last `user`
+///   message: string content or its `text` blocks joined with newlines), `stop_reason` `end_turn`. With `tools` and
+///   a last message (trailing `system` messages aside) from the `user` with text, one `tool_use` block for the first
+///   tool (input `{"query": <user text>}`, `stop_reason` `tool_use`); when that message has `tool_result` blocks,
+///   `"tool result: <their contents>"`. Answer N has ids `msg_fake_N`, `toolu_fake_N`. `"stream": true` gives
+///   `message_start`, `content_block_start`, `ping`, `content_block_delta`×n, `content_block_stop`, `message_delta`,
+///   `message_stop`. The chat headers above apply, with errors in Anthropic's shape (`request-id: req_fake_C`), and
+///   `X-Fake-Final: error` ends the stream after its first delta with an `overloaded_error` `error` event. A body
+///   that is not an object, or has no non-empty `messages`, gets 400 `invalid_request_error`.
 /// - `GET /v1/models`, `POST /v1/embeddings` (float or base64).
 /// Scripted endpoints for fault tests (all under `/v1/test/`):
 /// - `echo`: returns what it received (method, target, headers, body) as JSON, plus a few response headers.
@@ -50,6 +73,7 @@ public final class FakeUpstream: Sendable {
         var gateWaiters: [CheckedContinuation<Void, Never>] = []
         var abortWaiters: [CheckedContinuation<Void, Never>] = []
         var failedOnce: Set<[UInt8]> = []
+        var answers = 0
     }
 
     private let state = Mutex(State())
@@ -118,15 +142,26 @@ public final class FakeUpstream: Sendable {
         router.post("/v1/chat/completions") { request, _ in
             let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
             let script = ChatScript(request.headers)
-            if let status = script.status {
-                return Self.errorResponse(code: status)
-            }
-            if let status = script.failOnce, self.failsFirstAttempt(of: body) {
-                var response = Self.errorResponse(code: status)
-                response.headers[HTTPField.Name("retry-after-ms")!] = "10"
-                return response
+            if let failure = self.scriptedFailure(script, body: body, render: Self.errorResponse(code:)) {
+                return failure
             }
             return try self.chatCompletion(body: body, script: script)
+        }
+        router.post("/v1/responses") { request, _ in
+            let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
+            let script = ChatScript(request.headers)
+            if let failure = self.scriptedFailure(script, body: body, render: Self.errorResponse(code:)) {
+                return failure
+            }
+            return self.responses(body: body, script: script)
+        }
+        router.post("/v1/messages") { request, _ in
+            let body = try await request.body.collect(upTo: 64 * 1024 * 1024)
+            let script = ChatScript(request.headers)
+            if let failure = self.scriptedFailure(script, body: body, render: { Self.anthropicError(code: $0) }) {
+                return failure
+            }
+            return self.messages(body: body, script: script)
         }
         router.get("/v1/models") { _, _ in
             Self.json(
@@ -212,11 +247,16 @@ public final class FakeUpstream: Sendable {
     private static func errorResponse(code: Int) -> Response {
         let body =
             #"{"error":{"message":"fake upstream error \#(code)","type":"fake_error","param":null,"code":"fake_\#(code)"}}"#
-        return Response(
+        return Self.errorResponse(code: code, body: body, requestIDHeader: "x-request-id")
+    }
+
+    /// Status `code` with the JSON error `body`, request id `req_fake_<code>` in `requestIDHeader`, `retry-after: 0`.
+    static func errorResponse(code: Int, body: String, requestIDHeader: String) -> Response {
+        Response(
             status: HTTPResponse.Status(code: code),
             headers: [
                 .contentType: "application/json",
-                HTTPField.Name("x-request-id")!: "req_fake_\(code)",
+                HTTPField.Name(requestIDHeader)!: "req_fake_\(code)",
                 HTTPField.Name("retry-after")!: "0",
             ],
             body: ResponseBody(byteBuffer: ByteBuffer(string: body))
@@ -255,6 +295,93 @@ public final class FakeUpstream: Sendable {
         return self.state.withLock { state in state.failedOnce.insert(key).inserted }
     }
 
+    /// The error `X-Fake-Status` or `X-Fake-Fail-Once` asks for, rendered by `render` (the API's error shape), or nil
+    /// when the request is to be answered.
+    func scriptedFailure(_ script: ChatScript, body: ByteBuffer, render: (Int) -> Response) -> Response? {
+        if let status = script.status {
+            return render(status)
+        }
+        if let status = script.failOnce, self.failsFirstAttempt(of: body) {
+            var response = render(status)
+            response.headers[HTTPField.Name("retry-after-ms")!] = "10"
+            return response
+        }
+        return nil
+    }
+
+    /// The number of the next Responses or Messages answer (1, 2, ...), which makes its ids unique in this process.
+    func nextAnswerNumber() -> Int {
+        self.state.withLock { state in
+            state.answers += 1
+            return state.answers
+        }
+    }
+
+    /// `frames` (whole SSE frames) as a `text/event-stream` answer, paced and cut as `script` asks: `X-Fake-Delay-Ms`
+    /// between frames, `X-Fake-Byte-Delay-Ms` between bytes, a gated stream waits for `openGate()` before frame
+    /// `gateBefore`, and `X-Fake-Drop-After: K` cuts the connection after K frames.
+    func eventStream(_ frames: [String], script: ChatScript, gateBefore: Int) -> Response {
+        if let byteDelay = script.byteDelayMs {
+            return self.trickle(frames, byteDelayMs: byteDelay, contentType: "text/event-stream")
+        }
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                do {
+                    var pending = ByteBuffer()
+                    for (index, frame) in frames.enumerated() {
+                        if let dropAfter = script.dropAfter, index == dropAfter {
+                            if pending.readableBytes > 0 { try await writer.write(pending) }
+                            throw FakeUpstreamError.droppedOnPurpose
+                        }
+                        if script.gated, index == gateBefore { await self.waitForGate() }
+                        if script.delayMs > 0, index > 0 { try await Task.sleep(for: .milliseconds(script.delayMs)) }
+                        pending.writeString(frame)
+                        // Unpaced streams are written in batches (a huge reply has thousands of events).
+                        if script.delayMs > 0 || script.gated || pending.readableBytes >= 64 * 1024 {
+                            try await writer.write(pending)
+                            pending.clear()
+                        }
+                    }
+                    if pending.readableBytes > 0 { try await writer.write(pending) }
+                    try await writer.finish(nil)
+                } catch FakeUpstreamError.droppedOnPurpose {
+                    throw FakeUpstreamError.droppedOnPurpose
+                } catch {
+                    self.recordAbort()
+                    throw error
+                }
+            }
+        )
+    }
+
+    /// One named SSE frame: `event: <name>`, then `data: <json>`.
+    static func namedFrame(_ name: String, _ json: String) -> String {
+        "event: \(name)\ndata: \(json)\n\n"
+    }
+
+    /// The request body as a JSON value, or nil when it is not JSON.
+    static func jsonValue(_ body: ByteBuffer) -> Any? {
+        try? JSONSerialization.jsonObject(with: Data(body.readableBytesView), options: [.fragmentsAllowed])
+    }
+
+    /// `value` written back as JSON (`null` when it is absent or cannot be written).
+    static func jsonText(_ value: Any?) -> String {
+        guard let value, !(value is NSNull) else { return "null" }
+        if let text = value as? String { return "\"\(Self.escape(text))\"" }
+        guard JSONSerialization.isValidJSONObject(value),
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys])
+        else { return "null" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The tool arguments the fake model asks for: `{"query": <text>}`.
+    static func queryArguments(_ text: String) -> String {
+        (try? JSONSerialization.data(withJSONObject: ["query": text], options: [.sortedKeys]))
+            .map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
     private func recordedRequests(_ request: Request) throws -> Response {
         let prefix = request.uri.queryParameters.get("target") ?? ""
         let last = request.uri.queryParameters.get("last", as: Int.self) ?? 0
@@ -282,7 +409,7 @@ enum FakeUpstreamError: Error {
     case droppedOnPurpose
 }
 
-/// What the `X-Fake-*` headers of a chat completion ask the fake upstream to do.
+/// What the `X-Fake-*` headers of a chat completion, a response or a message ask the fake upstream to do.
 struct ChatScript {
     var gated = false
     var delayMs = 0
@@ -291,6 +418,8 @@ struct ChatScript {
     var byteDelayMs: Int?
     var replyBytes: Int?
     var dropAfter: Int?
+    /// `X-Fake-Final`: how a Responses stream ends (`failed`, `incomplete`) or a Messages stream breaks (`error`).
+    var final: String?
 
     init(_ headers: HTTPFields) {
         func int(_ name: String) -> Int? {
@@ -303,6 +432,7 @@ struct ChatScript {
         self.byteDelayMs = int("X-Fake-Byte-Delay-Ms")
         self.replyBytes = int("X-Fake-Reply-Bytes")
         self.dropAfter = int("X-Fake-Drop-After")
+        self.final = HTTPField.Name("X-Fake-Final").flatMap { headers[$0] }
     }
 }
 
