@@ -40,7 +40,7 @@ public func buildApplication(
     }
     let engine = CurlEngine(logger: logger, metricsFactory: factory)
     services.append(engine)
-    let memory = ChatMemory(store: store, configuration: configuration.memory, metrics: metrics)
+    let memory = MemoryFlow(store: store, configuration: configuration.memory, metrics: metrics)
     let forwarder = Forwarder(upstream: engine, configuration: configuration, metrics: metrics, memory: memory)
 
     let router = Router(context: ProxyRequestContext.self)
@@ -62,7 +62,7 @@ public func buildApplication(
     }
     // The memory API needs a store that can list and edit memories (the SQLite store can; test fakes may not).
     if let managed = store as? any ManagedMemoryStore {
-        MemoryAPI(store: managed, contextBuilder: memory.contextBuilder)
+        MemoryAPI(store: managed, contextBuilder: memory.contextBuilder, defaultTopK: configuration.memory.topK)
             .addRoutes(to: router, apiKey: configuration.admin.apiKey, maxBodyBytes: configuration.server.maxBodyBytes)
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MemProxyCore
 import MemProxyStore
 
 extension ProxyConfiguration {
@@ -44,6 +45,25 @@ extension ProxyConfiguration {
             let value = try raw.string("upstream.api_key")
             config.upstream.apiKey = value.isEmpty ? nil : value
         },
+        Key(section: "upstream", name: "anthropic_url") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("upstream.anthropic_url")
+            guard !text.isEmpty else {
+                config.upstream.anthropicURL = nil
+                return
+            }
+            guard let url = URL(string: text), let scheme = url.scheme?.lowercased(),
+                scheme == "http" || scheme == "https", url.host != nil
+            else {
+                throw ConfigurationError(
+                    "upstream.anthropic_url \"\(text)\" is not an http(s) URL (e.g. \"https://api.anthropic.com\")"
+                )
+            }
+            config.upstream.anthropicURL = text
+        },
+        Key(section: "upstream", name: "anthropic_api_key") { config, raw throws(ConfigurationError) in
+            let value = try raw.string("upstream.anthropic_api_key")
+            config.upstream.anthropicAPIKey = value.isEmpty ? nil : value
+        },
         Key(section: "log", name: "level") { config, raw throws(ConfigurationError) in
             let text = try raw.string("log.level")
             guard let level = Logger.Level(rawValue: text.lowercased()) else {
@@ -82,6 +102,13 @@ extension ProxyConfiguration {
             let value = try raw.int("memory.top_k")
             guard (0...100).contains(value) else { throw ConfigurationError("memory.top_k must be between 0 and 100") }
             config.memory.topK = value
+        },
+        Key(section: "memory", name: "placement") { config, raw throws(ConfigurationError) in
+            let text = try raw.string("memory.placement")
+            guard let placement = MemoryPlacement(text) else {
+                throw ConfigurationError("memory.placement \"\(text)\" must be \"system\" or \"last_user\"")
+            }
+            config.memory.placement = placement
         },
         Key(section: "memory", name: "max_injected_tokens") { config, raw throws(ConfigurationError) in
             let value = try raw.int("memory.max_injected_tokens")

@@ -1,5 +1,6 @@
 import Foundation
 public import Logging
+public import MemProxyCore
 public import MemProxyStore
 import TOMLKit
 
@@ -14,6 +15,10 @@ import TOMLKit
 /// - `upstream.connect_timeout_seconds` (number, 10): connect limit; exceeded → 502 `upstream_unreachable`.
 /// - `upstream.timeout_seconds` (number, 600): limit for a whole upstream exchange; exceeded → 504 `upstream_timeout`.
 /// - `upstream.api_key` (string, unset): when set, replaces the client's `Authorization` header. Never logged.
+/// - `upstream.anthropic_url` (string, `upstream.url`): where Anthropic requests go (`/v1/messages` and below, and
+///   any request with an `anthropic-version` header); path and query are appended as for `upstream.url`.
+/// - `upstream.anthropic_api_key` (string, unset): when set, replaces the client's `x-api-key` on Anthropic
+///   requests (`upstream.api_key` is never sent there). Never logged.
 /// - `log.level` (string, `"info"`): trace, debug, info, notice, warning, error, critical.
 /// - `log.format` (string, `"json"`): `json` (one object per line) or `text`.
 /// - `memory.database` (string, `"memproxy.db"`): the SQLite file holding memories (created when missing).
@@ -21,6 +26,10 @@ import TOMLKit
 ///   in the environment, a comma-separated list.
 /// - `memory.require_session` (bool, false): reject chat completions without a session (400 `session_required`).
 /// - `memory.top_k` (int, 8): most memories injected into one request.
+/// - `memory.placement` (string, `"system"`): where the block goes: `system` (the system prompt: chat's first
+///   system/developer message, Responses' `instructions`, Anthropic's `system`) or `last_user` (appended to the
+///   newest user message; every earlier byte stays as sent, so prompt caches keep hitting). Stateful Responses
+///   requests always use `instructions`; Anthropic requests with `cache_control` always use the last user message.
 /// - `memory.max_injected_tokens` (int, 1000): token budget of the injected block (estimate: UTF-8 bytes / 4).
 /// - `memory.fail_open` (bool, true): when the store fails, forward without memory instead of answering 503.
 /// - `memory.store_exchanges` (bool, true): store each successful exchange as episodic memory.
@@ -48,6 +57,10 @@ public struct ProxyConfiguration: Sendable {
         public var timeoutSeconds = 600.0
         /// Secret: never logged or printed.
         public var apiKey: String?
+        /// `nil`: Anthropic requests go to ``url``.
+        public var anthropicURL: String?
+        /// Secret: never logged or printed.
+        public var anthropicAPIKey: String?
     }
 
     public struct Log: Sendable {
@@ -60,6 +73,7 @@ public struct ProxyConfiguration: Sendable {
         public var sessionHeaders = ["X-Session-Id"]
         public var requireSession = false
         public var topK = 8
+        public var placement = MemoryPlacement.system
         public var maxInjectedTokens = 1000
         public var failOpen = true
         public var recallTimeoutMs = 250

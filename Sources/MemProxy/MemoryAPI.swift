@@ -11,10 +11,13 @@ import MemProxyStore
 public struct MemoryAPI: Sendable {
     let store: any ManagedMemoryStore
     let contextBuilder: MemoryContextBuilder
+    /// `top_k` when a recall preview names none: `memory.top_k`, what the proxy injects with.
+    let defaultTopK: Int
 
-    init(store: any ManagedMemoryStore, contextBuilder: MemoryContextBuilder) {
+    init(store: any ManagedMemoryStore, contextBuilder: MemoryContextBuilder, defaultTopK: Int) {
         self.store = store
         self.contextBuilder = contextBuilder
+        self.defaultTopK = defaultTopK
     }
 
     /// Opens the configured memory database directly (the CLI; safe while the server runs, thanks to WAL).
@@ -42,7 +45,7 @@ public struct MemoryAPI: Sendable {
             throw Self.unavailable(error)
         }
         let builder = MemoryContextBuilder(store: store, maxInjectedTokens: configuration.memory.maxInjectedTokens)
-        return MemoryAPI(store: store, contextBuilder: builder)
+        return MemoryAPI(store: store, contextBuilder: builder, defaultTopK: configuration.memory.topK)
     }
 
     // MARK: - Memories
@@ -151,11 +154,12 @@ public struct MemoryAPI: Sendable {
     // MARK: - Recall, injections, sessions
 
     /// Previews injection: the block the proxy would inject into a chat request whose only message is the user
-    /// message `query`, with `top_k` recalled memories (1–50, default 5) and the configured token budget.
+    /// message `query`, with `top_k` recalled memories (1–50; default `memory.top_k`, as the proxy) and the
+    /// configured token budget.
     public func recall(session: String, query: String, topK: Int?) async throws -> RecallResult {
         let session = try MemoryInput.session(session)
         let query = try MemoryInput.content(query, param: "query")
-        let topK = try MemoryInput.limit(topK, name: "top_k", bounds: MemoryInput.topK)
+        let topK = try MemoryInput.limit(topK, name: "top_k", bounds: (self.defaultTopK, MemoryInput.topKRange))
         let context = try await self.storeCall {
             try await self.contextBuilder.build(session: session, query: query, excluding: [query], topK: topK)
         }

@@ -10,7 +10,8 @@ enum MemoryInput {
     static let maxMetadataBytes = 16 * 1024
     static let maxSourceLength = 40
     static let listLimit = (default: 50, range: 1...500)
-    static let topK = (default: 5, range: 1...50)
+    /// Explicit `top_k` of a recall preview (the default is `memory.top_k`).
+    static let topKRange = 1...50
 
     static func invalid(_ message: String, param: String?, code: String = "invalid_request") -> OpenAIError {
         OpenAIError(status: .badRequest, message: message, param: param, code: code, shouldRetry: false)

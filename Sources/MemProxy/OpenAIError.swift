@@ -1,9 +1,11 @@
 public import HTTPTypes
 public import Hummingbird
+public import MemProxyCore
 import NIOCore
 
-/// An error memproxy answers by itself, rendered in OpenAI's shape:
-/// `{"error":{"message":…,"type":…,"param":…,"code":…}}`.
+/// An error memproxy answers by itself, rendered in OpenAI's shape
+/// `{"error":{"message":…,"type":…,"param":…,"code":…}}`, or in the shape of the route it happened on
+/// (``shape``: Anthropic's on `/v1/messages`).
 public struct OpenAIError: HTTPResponseError, Sendable {
     public var status: HTTPResponse.Status
     public var message: String
@@ -12,6 +14,8 @@ public struct OpenAIError: HTTPResponseError, Sendable {
     public var code: String
     /// Adds `x-should-retry: false` where retrying cannot help.
     public var shouldRetry: Bool?
+    /// How the error is rendered (the route's API decides).
+    public var shape = ErrorShape.openAI
 
     public init(
         status: HTTPResponse.Status,
@@ -29,12 +33,13 @@ public struct OpenAIError: HTTPResponseError, Sendable {
         self.shouldRetry = shouldRetry
     }
 
-    /// The JSON body, also used for SSE error events.
-    public var json: String {
-        let param = self.param.map { "\"\(jsonEscape($0))\"" } ?? "null"
-        return "{\"error\":{\"message\":\"\(jsonEscape(self.message))\",\"type\":\"\(jsonEscape(self.type))\","
-            + "\"param\":\(param),\"code\":\"\(jsonEscape(self.code))\"}}"
+    /// The error, independent of its wire shape.
+    public var wireError: WireError {
+        WireError(status: Int(self.status.code), message: self.message, type: self.type, param: self.param, code: self.code)
     }
+
+    /// The JSON body in ``shape``.
+    public var json: String { self.shape.body(self.wireError) }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers = HTTPFields()

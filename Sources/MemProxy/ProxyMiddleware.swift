@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import MemProxyCore
+import MemProxyStore
 import MemProxyUpstream
 import NIOCore
 
@@ -21,7 +22,13 @@ struct ProxyMiddleware: RouterMiddleware {
         guard path.hasPrefix("/v1/") || path == "/v1" else {
             return try await next(request, context)
         }
-        return try await self.forwarder.forward(request, context: context)
+        do {
+            return try await self.forwarder.forward(request, context: context)
+        } catch var error as OpenAIError {
+            // memproxy's own errors take the shape of the route's API (Anthropic's on /v1/messages).
+            error.shape = Forwarder.errorShape(for: request)
+            throw error
+        }
     }
 }
 
@@ -40,22 +47,56 @@ struct Forwarder: Sendable {
     let upstream: any Upstream
     let configuration: ProxyConfiguration
     let metrics: AppMetrics
-    /// nil when memory is disabled (then chat completions are proxied like everything else).
-    let memory: ChatMemory?
+    /// nil when memory is disabled (then every request is proxied as it is).
+    let memory: MemoryFlow?
 
     /// The upstream base without a trailing slash; the request target (path + query) is appended verbatim.
-    var baseURL: String {
-        var url = self.configuration.upstream.url
+    var baseURL: String { Self.trimmed(self.configuration.upstream.url) }
+
+    /// The Anthropic upstream's base (`upstream.anthropic_url`, default `upstream.url`), likewise.
+    var anthropicBaseURL: String {
+        Self.trimmed(self.configuration.upstream.anthropicURL ?? self.configuration.upstream.url)
+    }
+
+    private static func trimmed(_ url: String) -> String {
+        var url = url
         while url.hasSuffix("/") { url.removeLast() }
         return url
     }
 
     func forward(_ request: Request, context: ProxyRequestContext) async throws -> Response {
         let body = try await self.readBody(request)
-        if let memory = self.memory, request.method == .post, request.uri.path == "/v1/chat/completions" {
-            return try await self.forwardChat(request, body: body, memory: memory, context: context)
+        if let memory = self.memory, request.method == .post {
+            switch request.uri.path {
+            case "/v1/chat/completions":
+                return try await self.forward(ChatCompletionsDialect.self, request, body: body, memory: memory, context: context)
+            case "/v1/responses":
+                return try await self.forward(ResponsesDialect.self, request, body: body, memory: memory, context: context)
+            case "/v1/messages":
+                return try await self.forward(
+                    AnthropicMessagesDialect.self, request, body: body, memory: memory, context: context)
+            default:
+                break
+            }
         }
-        return try await self.relay(self.upstreamRequest(request, body: body), context: context)
+        return try await self.relay(
+            self.upstreamRequest(request, body: body), context: context, errors: Self.errorShape(for: request))
+    }
+
+    /// Whether a request goes to the Anthropic upstream: `/v1/messages` and below, or any request of an
+    /// Anthropic client (it always sends `anthropic-version`).
+    static func isAnthropic(_ request: Request) -> Bool {
+        let path = request.uri.path
+        return path == "/v1/messages" || path.hasPrefix("/v1/messages/")
+            || request.headers[HTTPField.Name("anthropic-version")!] != nil
+    }
+
+    /// The shape of memproxy's own errors on the route of `request`.
+    static func errorShape(for request: Request) -> ErrorShape {
+        if Self.isAnthropic(request) { return .anthropic }
+        let path = request.uri.path
+        if path == "/v1/responses" || path.hasPrefix("/v1/responses/") { return .openAIResponses }
+        return .openAI
     }
 
     private func upstreamRequest(
@@ -64,28 +105,32 @@ struct Forwarder: Sendable {
         extraHeaders: [(name: String, value: String)] = [],
         dropping: Set<String> = []
     ) -> UpstreamRequest {
-        UpstreamRequest(
+        let anthropic = Self.isAnthropic(request)
+        return UpstreamRequest(
             method: request.method.rawValue,
-            url: self.baseURL + (request.head.path ?? request.uri.path),
-            headers: self.upstreamHeaders(for: request, dropping: dropping) + extraHeaders,
+            url: (anthropic ? self.anthropicBaseURL : self.baseURL) + (request.head.path ?? request.uri.path),
+            headers: self.upstreamHeaders(for: request, anthropic: anthropic, dropping: dropping) + extraHeaders,
             body: body.readableBytes > 0 || request.method != .get ? body : nil
         )
     }
 
-    /// Chat completions with a session: recall and inject before forwarding, capture and store after.
-    private func forwardChat(
+    /// A request of one of the APIs memory serves, with a session: recall and inject before forwarding, capture
+    /// and store after. The flow is the same for every API; `dialect` reads and edits its wire format.
+    private func forward<Dialect: WireDialect>(
+        _ dialect: Dialect.Type,
         _ request: Request,
         body: ByteBuffer,
-        memory: ChatMemory,
+        memory: MemoryFlow,
         context: ProxyRequestContext
     ) async throws -> Response {
         let scope = try memory.scope(of: request)
         guard let session = scope.session, scope.mode != .off else {
-            return try await self.relay(self.upstreamRequest(request, body: body), context: context)
+            return try await self.relay(
+            self.upstreamRequest(request, body: body), context: context, errors: Self.errorShape(for: request))
         }
-        let chat: ChatRequest
+        let parsed: Dialect.Request
         do {
-            chat = try ChatRequest(body: body.readableBytesView)
+            parsed = try Dialect.parse(body.readableBytesView)
         } catch {
             throw OpenAIError(status: .badRequest, message: error.message, param: error.param, code: error.code)
         }
@@ -94,33 +139,50 @@ struct Forwarder: Sendable {
         // Bounded write queue: when the writer is far behind, wait a little for room; past that, store nothing
         // for this request (and say so) rather than let the queue, and the process's memory, grow without end.
         let backlogged = try await memory.isBacklogged(logger: logger)
-        var injection: ChatMemory.Injection?
+        var injection: MemoryFlow.Injection?
         if scope.mode.reads {
             injection = try await memory.inject(
-                into: chat,
+                into: parsed,
+                api: Dialect.api,
                 originalBody: body,
                 session: session,
                 requestID: context.requestID,
-                record: !backlogged,
                 logger: logger
             )
         }
-        var observer: ExchangeCapture?
+        // The injection record: submitted now, or, when the API's responses can be continued by id, once that id
+        // is known (the capture submits it).
+        var deferredRecord: InjectionRecord?
+        if let record = injection?.record, !backlogged {
+            if Dialect.continuesResponses { deferredRecord = record } else { memory.store.submit(record) }
+        }
+        // A new user turn stores its user message and the reply; a tool loop's next round trip only the reply.
+        var turn: ExchangeCapture<Dialect.Reply>.Turn?
+        if scope.mode.writes, !backlogged, memory.configuration.storeExchanges {
+            if parsed.isNewUserTurn, let userText = parsed.newestUserText {
+                turn = .init(userText: userText)
+            } else if parsed.isContinuation {
+                turn = .init(userText: nil)
+            }
+        }
+        var capture: ExchangeCapture<Dialect.Reply>?
         var extraHeaders: [(name: String, value: String)] = []
         var dropping: Set<String> = []
-        if scope.mode.writes, !backlogged, memory.configuration.storeExchanges, let userText = chat.newestUserText {
-            // The reply is read for storage, so ask for it uncompressed.
+        if turn != nil || deferredRecord != nil {
+            // The reply is read, so ask for it uncompressed.
             dropping.insert("accept-encoding")
             extraHeaders.append((name: "Accept-Encoding", value: "identity"))
             var hashInput = Array(session.utf8)
             hashInput.append(0)
             hashInput.append(contentsOf: body.readableBytesView)
-            observer = ExchangeCapture(
+            capture = ExchangeCapture(
                 store: memory.store,
                 session: session,
                 requestID: context.requestID,
                 requestHash: StableHash.fnv1a64Hex(hashInput),
-                userText: userText,
+                turn: turn,
+                injection: deferredRecord,
+                responses: memory.responses,
                 logger: logger
             )
         }
@@ -130,8 +192,14 @@ struct Forwarder: Sendable {
             extraHeaders: extraHeaders,
             dropping: dropping
         )
-        var response = try await self.relay(upstreamRequest, context: context, observer: observer)
-        for (name, value) in ChatMemory.responseHeaders(session: session, injection: injection, backlogged: backlogged) {
+        var response: Response
+        do {
+            response = try await self.relay(upstreamRequest, context: context, observer: capture, errors: Dialect.errors)
+        } catch {
+            capture?.requestFailed()
+            throw error
+        }
+        for (name, value) in MemoryFlow.responseHeaders(session: session, injection: injection, backlogged: backlogged) {
             response.headers[HTTPField.Name(name)!] = value
         }
         return response
@@ -154,8 +222,13 @@ struct Forwarder: Sendable {
     }
 
     /// The client's headers minus hop-by-hop ones, `Host`, `Content-Length` and `Expect`; the configured API key
-    /// replaces the client's `Authorization`.
-    func upstreamHeaders(for request: Request, dropping extra: Set<String> = []) -> [(name: String, value: String)] {
+    /// replaces the client's `Authorization` (`upstream.api_key`), or, for the Anthropic upstream, its `x-api-key`
+    /// (`upstream.anthropic_api_key`).
+    func upstreamHeaders(
+        for request: Request,
+        anthropic: Bool = false,
+        dropping extra: Set<String> = []
+    ) -> [(name: String, value: String)] {
         var dropped = extra.isEmpty ? Self.neverForwarded : Self.neverForwarded.union(extra)
         // Headers named in `Connection` are hop-by-hop too.
         for value in request.headers[values: .connection] {
@@ -163,8 +236,11 @@ struct Forwarder: Sendable {
                 dropped.insert(token.trimmingCharacters(in: .whitespaces).lowercased())
             }
         }
-        let apiKey = self.configuration.upstream.apiKey
-        if apiKey != nil { dropped.insert("authorization") }
+        let credential: (name: String, value: String)? =
+            anthropic
+            ? self.configuration.upstream.anthropicAPIKey.map { (name: "x-api-key", value: $0) }
+            : self.configuration.upstream.apiKey.map { (name: "Authorization", value: "Bearer \($0)") }
+        if let credential { dropped.insert(credential.name.lowercased()) }
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(request.headers.count + 1)
         if let memory = self.memory {
@@ -175,17 +251,19 @@ struct Forwarder: Sendable {
             if field.name.canonicalName.hasPrefix("x-memory-") { continue }
             headers.append((name: field.name.rawName, value: field.value))
         }
-        if let apiKey {
-            headers.append((name: "Authorization", value: "Bearer \(apiKey)"))
+        if let credential {
+            headers.append(credential)
         }
         return headers
     }
 
     /// Sends the request and streams the response back; `observer` sees every body chunk (for reply capture).
+    /// A stream the upstream breaks off ends with an error event in `errors`' shape.
     func relay(
         _ upstreamRequest: UpstreamRequest,
         context: ProxyRequestContext,
-        observer: (any ResponseObserver)? = nil
+        observer: (any ResponseObserver)? = nil,
+        errors: ErrorShape = .openAI
     ) async throws -> Response {
         let start = ContinuousClock.now
         let timeouts = UpstreamTimeouts(
@@ -280,7 +358,7 @@ struct Forwarder: Sendable {
                     type: "server_error",
                     code: error.isTimeout ? "upstream_timeout" : "upstream_disconnected"
                 )
-                try await writer.write(ByteBuffer(string: "data: \(event.json)\n\n"))
+                try await writer.write(ByteBuffer(string: errors.streamEvent(event.wireError)))
                 try await writer.finish(nil)
             } catch {
                 // The client went away (or shutdown cancelled us): abort the upstream transfer promptly.

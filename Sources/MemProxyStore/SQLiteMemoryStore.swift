@@ -169,8 +169,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     public func recall(session: String, query: String, limit: Int) async throws -> [RecalledMemory] {
         guard limit > 0 else { return [] }
         let recallQuery = RecallQuery(text: query)
-        let start = ContinuousClock.now
-        defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
         let context = try await readContext(
             session: session, query: recallQuery, limit: limit, proceduralLimit: limit,
             proceduralCountsTowardLimit: true)
@@ -186,8 +184,6 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         -> (procedural: [Memory], recalled: [RecalledMemory])
     {
         let recallQuery = query.map(RecallQuery.init(text:))
-        let start = ContinuousClock.now
-        defer { metrics.recallDuration.record(duration: ContinuousClock.now - start) }
         return try await readContext(
             session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
             proceduralCountsTowardLimit: false)
@@ -223,14 +219,12 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     public func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
         -> (procedural: [Memory], recalled: [RecalledMemory])?
     {
-        let start = ContinuousClock.now
         guard
             let context = Recall.cachedContext(
                 cache: recallCache, session: session, query: query.map(RecallQuery.init(text:)), limit: limit,
                 proceduralLimit: proceduralLimit, settings: recallSettings
             )
         else { return nil }
-        metrics.recallDuration.record(duration: ContinuousClock.now - start)
         return context
     }
 
@@ -355,15 +349,14 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     }
 }
 
-/// The store's metrics (OpenTelemetry-style names).
+/// The store's metrics (OpenTelemetry-style names). Recall's duration is the app's
+/// `memory_recall_duration_seconds` (recall and block assembly, as the request waited for them).
 struct StoreMetrics: Sendable {
-    let recallDuration: Metrics.Timer
     let queueDepth: Gauge
     let batchSize: Recorder
     let errors: Counter
 
     init(factory: any MetricsFactory) {
-        recallDuration = Metrics.Timer(label: "memory.recall.duration", dimensions: [], factory: factory)
         queueDepth = Gauge(label: "memory.store.queue_depth", dimensions: [], factory: factory)
         batchSize = Recorder(label: "memory.store.batch_size", dimensions: [], aggregate: true, factory: factory)
         errors = Counter(label: "memory.store.errors", dimensions: [], factory: factory)

@@ -111,7 +111,10 @@ struct MemoriesCommand: AsyncParsableCommand {
         @Argument(help: "The query (a user message).") var query: String
         @OptionGroup var session: SessionOption
         @OptionGroup var store: StoreOptions
-        @Option(name: .customLong("top-k"), help: "Recalled memories (1-50; procedural ones come on top).") var topK = 5
+        @Option(
+            name: .customLong("top-k"),
+            help: "Recalled memories (1-50; default memory.top_k, as the proxy; procedural ones come on top).")
+        var topK: Int?
 
         func run() async throws {
             let api = store.open()

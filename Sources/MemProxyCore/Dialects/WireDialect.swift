@@ -19,10 +19,19 @@ public protocol WireDialect: Sendable {
     /// How memproxy's own errors look on this API's route.
     static var errors: ErrorShape { get }
 
+    /// Whether a later request can continue this API's responses by id (Responses' `previous_response_id`):
+    /// then the injection record waits for the response's id, so that the continuation gets the same block.
+    static var continuesResponses: Bool { get }
+
     /// Parses and minimally validates a request body (only what memory needs; the upstream judges the rest).
     /// - Parameter body: The raw request body (UTF-8 JSON).
     /// - Throws: ``RequestValidationError`` for a body memory cannot work with.
     static func parse(_ body: some Collection<UInt8>) throws(RequestValidationError) -> Request
+}
+
+extension WireDialect {
+    /// Most APIs' responses cannot be continued by id.
+    public static var continuesResponses: Bool { false }
 }
 
 /// Where the memory block goes in a request. An extensible option type.
@@ -62,6 +71,12 @@ public protocol MemoryRequest: Sendable {
     /// Whether the request carries a new user turn (whose text is then stored), as opposed to a continuation:
     /// a tool loop's next round trip, which resends the same newest user message with tool results after it.
     var isNewUserTurn: Bool { get }
+
+    /// Whether the request is a tool loop's next round trip: tool results (or, on an API that keeps
+    /// conversations, no new user message at all) follow the user turn that started the loop. Its reply is stored;
+    /// the user message, stored with the loop's first round, is not stored again. A request that is neither a new
+    /// user turn nor a continuation (no user message at all) stores nothing.
+    var isContinuation: Bool { get }
 
     /// For a continuation of a response kept by the upstream (Responses' `previous_response_id`): that
     /// response's id; it should get the same memories as the request that produced it. `nil` otherwise.

@@ -49,6 +49,12 @@ public struct MessagesRequest: MemoryRequest {
         return messages[(index + 1)...].allSatisfy { $0.objectValue?["role"]?.stringValue == "assistant" }
     }
 
+    /// The last user message holds `tool_result` blocks and no text (a tool loop's round trip).
+    public var isContinuation: Bool {
+        guard let index = lastUserIndex, let object = messages[index].objectValue else { return false }
+        return Self.holdsToolResults(object) && (Self.text(of: object) ?? "").isEmpty
+    }
+
     /// `system`'s text and the text of every message, in order.
     public var messageTexts: [String] {
         var texts: [String] = []

@@ -204,6 +204,17 @@ public struct ChatRequest: MemoryRequest {
         }
     }
 
+    /// The newest user message is followed by assistant or tool messages (a tool loop's round trip).
+    public var isContinuation: Bool {
+        guard let last = messages.lastIndex(where: { $0.objectValue?["role"]?.stringValue == "user" }) else {
+            return false
+        }
+        return messages[(last + 1)...].contains { message in
+            let role = message.objectValue?["role"]?.stringValue
+            return role == "assistant" || role == "tool" || role == "function"
+        }
+    }
+
     /// Adds the memory block: with ``MemoryPlacement/lastUser``, appended to the newest user message (string
     /// content: after a blank line; array content: one more `{"type":"text"}` part), every other message left
     /// byte-identical; otherwise (or when there is no user message with string or array content) as

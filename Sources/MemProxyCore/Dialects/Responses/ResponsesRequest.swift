@@ -87,6 +87,18 @@ public struct ResponsesRequest: MemoryRequest {
         }
     }
 
+    /// Not a new user turn, and either the input carries items other than messages after its last user message
+    /// (tool calls and their outputs) or the request continues a kept response or conversation.
+    public var isContinuation: Bool {
+        guard !isNewUserTurn else { return false }
+        if isStateful { return true }
+        let start = newestUserIndex.map { $0 + 1 } ?? 0
+        return items[start...].contains { item in
+            guard let object = item.objectValue else { return false }
+            return !Self.isMessage(object) || object["role"]?.stringValue == "assistant"
+        }
+    }
+
     /// `instructions` and the text of every message item, in order.
     public var messageTexts: [String] {
         var texts: [String] = []
@@ -181,6 +193,7 @@ public struct ResponsesRequest: MemoryRequest {
 public enum ResponsesDialect: WireDialect {
     public static let api = "responses"
     public static let errors = ErrorShape.openAIResponses
+    public static let continuesResponses = true
 
     public static func parse(_ body: some Collection<UInt8>) throws(RequestValidationError) -> ResponsesRequest {
         try ResponsesRequest(body: body)

@@ -8,11 +8,12 @@ import MemProxyUpstream
 import NIOCore
 import Synchronization
 
-/// The memory half of `POST /v1/chat/completions`: scope → recall → inject → forward → capture → store.
+/// The memory half of every API that carries a conversation (chat completions, Responses, Anthropic Messages):
+/// scope → recall → inject → forward → capture → store. What differs per API is its ``WireDialect``.
 ///
 /// Everything here is best effort around the request: a store that fails never breaks the proxy
 /// (unless `memory.fail_open = false`), and storing never delays the response.
-struct ChatMemory: Sendable {
+struct MemoryFlow: Sendable {
     let store: any MemoryStore
     let configuration: ProxyConfiguration.Memory
     let metrics: AppMetrics
@@ -20,6 +21,8 @@ struct ChatMemory: Sendable {
     let contextBuilder: MemoryContextBuilder
     /// Headers memproxy consumes itself and never forwards (lowercased session header names).
     let consumedHeaders: Set<String>
+    /// The blocks of recent responses that can be continued by id, for their continuations.
+    let responses = ResponseBlocks()
 
     init(store: any MemoryStore, configuration: ProxyConfiguration.Memory, metrics: AppMetrics) {
         self.store = store
@@ -83,9 +86,15 @@ struct ChatMemory: Sendable {
     /// The outcome of recall + injection for one request.
     struct Injection {
         var body: ByteBuffer
-        var block: MemoryBlock?
+        /// The injected block, or nil when nothing was injected.
+        var block: String?
+        var memoryIDs: [String] = []
+        var tokens = 0
         var recallMs: Double
         var storeFailed: Bool
+        /// The injection record, not yet submitted (the caller submits it, or hands it to the capture to submit
+        /// with the upstream's response id).
+        var record: InjectionRecord?
     }
 
     /// 503 `memory_unavailable` (with `memory.fail_open = false`), starting with `reason`.
@@ -115,30 +124,34 @@ struct ChatMemory: Sendable {
         return true
     }
 
-    /// Recalls the session's memories for the newest user message and injects them into the request body;
-    /// with `record`, submits the injection record.
-    func inject(
-        into chat: ChatRequest,
+    /// Recalls the session's memories for the request's newest user text and injects them where
+    /// `memory.placement` (and the API's rules) say. A continuation of a kept response (Responses'
+    /// `previous_response_id` without a new user message) gets the block that response's request got.
+    func inject<R: MemoryRequest>(
+        into request: R,
+        api: String,
         originalBody: ByteBuffer,
         session: String,
         requestID: String,
-        record: Bool = true,
         logger: Logger
     ) async throws -> Injection {
         guard self.configuration.topK > 0 else {
-            return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: false)
+            return Injection(body: originalBody, recallMs: 0, storeFailed: false)
         }
-        let context: MemoryContext
+        let start = ContinuousClock.now
+        var block: (text: String, ids: [String], scores: [Double], tokens: Int)?
+        var recallMs: Double
         do {
-            let builder = self.contextBuilder
-            let (query, excluding, topK) = (chat.newestUserText, chat.messageTexts, self.configuration.topK)
-            if let cached = builder.buildCached(session: session, query: query, excluding: excluding, topK: topK) {
-                // The session's index in memory is current: no database read, nothing to wait for.
-                context = cached
+            if let previous = request.continuedResponseID,
+                let earlier = try await self.responseBlock(session: session, responseID: previous)
+            {
+                recallMs = AccessLogMiddleware.seconds(since: start) * 1000
+                block = (earlier.block, earlier.memoryIDs, earlier.scores, earlier.tokens)
             } else {
-                // A locked or stalled database must not hold the request: past the deadline we fail open.
-                context = try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
-                    try await builder.build(session: session, query: query, excluding: excluding, topK: topK)
+                let context = try await self.context(for: request, session: session)
+                recallMs = context.recallMs
+                if let rendered = context.block {
+                    block = (rendered.text, rendered.memories.map(\.id), rendered.memories.map(\.score), rendered.tokens)
                 }
             }
         } catch {
@@ -149,51 +162,82 @@ struct ChatMemory: Sendable {
             guard self.configuration.failOpen else {
                 throw Self.memoryUnavailable("The memory store is unavailable")
             }
-            return Injection(body: originalBody, block: nil, recallMs: 0, storeFailed: true)
+            return Injection(body: originalBody, recallMs: 0, storeFailed: true)
         }
-        let recallMs = context.recallMs
         self.metrics.recordRecall(milliseconds: recallMs)
-        guard let block = context.block else {
-            return Injection(body: originalBody, block: nil, recallMs: recallMs, storeFailed: false)
+        guard let block else {
+            return Injection(body: originalBody, recallMs: recallMs, storeFailed: false)
         }
-        var edited = chat
-        edited.inject(block.text)
-        self.metrics.recordInjected(count: block.memories.count)
+        var edited = request
+        edited.inject(block.text, placement: self.configuration.placement)
+        self.metrics.recordInjected(count: block.ids.count)
         logger.info(
             "memory.injected",
             metadata: [
                 "memory.session": .string(session),
-                "memory.ids": .array(block.memories.map { .string($0.id) }),
-                "memory.scores": .array(block.memories.map { .stringConvertible(($0.score * 1000).rounded() / 1000) }),
+                "memory.api": .string(api),
+                "memory.ids": .array(block.ids.map { .string($0) }),
+                "memory.scores": .array(block.scores.map { .stringConvertible(($0 * 1000).rounded() / 1000) }),
                 "memory.tokens": .stringConvertible(block.tokens),
                 "memory.recall_ms": .stringConvertible((recallMs * 1000).rounded() / 1000),
             ]
         )
         logger.debug("memory.injected_text", metadata: ["memory.block": .string(block.text)])
-        if record {
-            self.store.submit(
-                InjectionRecord(
-                    requestID: requestID,
-                    sessionID: session,
-                    createdAt: Date(),
-                    model: chat.model,
-                    memoryIDs: block.memories.map(\.id),
-                    scores: block.memories.map(\.score),
-                    tokens: block.tokens,
-                    recallMs: recallMs,
-                    block: block.text
-                )
-            )
+        let record = InjectionRecord(
+            requestID: requestID,
+            sessionID: session,
+            createdAt: Date(),
+            model: request.model,
+            memoryIDs: block.ids,
+            scores: block.scores,
+            tokens: block.tokens,
+            recallMs: recallMs,
+            block: block.text,
+            api: api
+        )
+        return Injection(
+            body: ByteBuffer(bytes: edited.serialized()),
+            block: block.text,
+            memoryIDs: block.ids,
+            tokens: block.tokens,
+            recallMs: recallMs,
+            storeFailed: false,
+            record: record
+        )
+    }
+
+    /// Recall for the request's newest user text, from the session's in-memory index when it is current, else
+    /// from the store within `memory.recall_timeout_ms`.
+    private func context(for request: some MemoryRequest, session: String) async throws -> MemoryContext {
+        let builder = self.contextBuilder
+        let (query, excluding, topK) = (request.newestUserText, request.messageTexts, self.configuration.topK)
+        if let cached = builder.buildCached(session: session, query: query, excluding: excluding, topK: topK) {
+            // The session's index in memory is current: no database read, nothing to wait for.
+            return cached
         }
-        return Injection(body: ByteBuffer(bytes: edited.serialized()), block: block, recallMs: recallMs, storeFailed: false)
+        // A locked or stalled database must not hold the request: past the deadline we fail open.
+        return try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
+            try await builder.build(session: session, query: query, excluding: excluding, topK: topK)
+        }
+    }
+
+    /// The injection of the request that produced `responseID` in `session`: from this process's recent
+    /// responses, else from the injection log (another replica's, or from before a restart).
+    private func responseBlock(session: String, responseID: String) async throws -> InjectionRecord? {
+        if let recent = self.responses.record(session: session, responseID: responseID) { return recent }
+        guard let managed = self.store as? any ManagedMemoryStore else { return nil }
+        let filter = InjectionFilter(limit: 1, responseID: responseID)
+        return try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
+            try await managed.injections(session: session, filter: filter).first?.record
+        }
     }
 
     /// The memory response headers for a request that had a session.
     static func responseHeaders(session: String, injection: Injection?, backlogged: Bool = false) -> [(String, String)] {
         var headers = [
             ("X-Memory-Session", session),
-            ("X-Memory-Injected", String(injection?.block?.memories.count ?? 0)),
-            ("X-Memory-Tokens", String(injection?.block?.tokens ?? 0)),
+            ("X-Memory-Injected", String(injection?.memoryIDs.count ?? 0)),
+            ("X-Memory-Tokens", String(injection?.tokens ?? 0)),
             ("X-Memory-Recall-Ms", String(format: "%.2f", injection?.recallMs ?? 0)),
         ]
         if injection?.storeFailed == true {
@@ -202,6 +246,42 @@ struct ChatMemory: Sendable {
             headers.append(("X-Memory-Error", "store_backlog"))
         }
         return headers
+    }
+}
+
+/// The injection records of the most recent responses that a later request can continue by id (Responses'
+/// `previous_response_id`), per session, so that a continuation arriving before the writer has committed the
+/// record still finds it. Bounded: the oldest are forgotten first (the injection log still has them).
+final class ResponseBlocks: Sendable {
+    static let capacity = 4096
+
+    private struct State {
+        var records: [String: InjectionRecord] = [:]
+        var order: [String] = []
+        var head = 0
+    }
+
+    private let state = Mutex(State())
+
+    private static func key(_ session: String, _ responseID: String) -> String { session + "\u{0}" + responseID }
+
+    func remember(_ record: InjectionRecord) {
+        guard let responseID = record.responseID else { return }
+        let key = Self.key(record.sessionID, responseID)
+        self.state.withLock { state in
+            if state.records.updateValue(record, forKey: key) != nil { return }
+            if state.order.count < Self.capacity {
+                state.order.append(key)
+            } else {
+                state.records[state.order[state.head]] = nil
+                state.order[state.head] = key
+                state.head = (state.head + 1) % Self.capacity
+            }
+        }
+    }
+
+    func record(session: String, responseID: String) -> InjectionRecord? {
+        self.state.withLock { $0.records[Self.key(session, responseID)] }
     }
 }
 
