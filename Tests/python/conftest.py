@@ -145,6 +145,18 @@ class FakeUpstream:
             request["headers"] = {h["name"].lower(): h["value"] for h in request["headers"]}
         return data["count"], data["requests"]
 
+    def count(self, target: str) -> int:
+        """How many requests with this target prefix the fake has received so far."""
+        return self.requests(target, last=0)[0]
+
+    def since(self, target: str, before: int) -> list[dict]:
+        """The requests with this target prefix received after `count(target)` returned `before`, oldest first."""
+        total, _ = self.requests(target, last=0)
+        if total == before:
+            return []
+        _, recent = self.requests(target, last=total - before)
+        return recent
+
 
 def start_fake_upstream(tmp: pathlib.Path) -> FakeUpstream:
     # fake-upstream prints its port with a buffered print: pick a free port instead of parsing its output.
@@ -266,3 +278,49 @@ def proxies(binary, tmp_path) -> Iterator[Callable[..., Proxy]]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+def memory_block(text: str) -> str:
+    """The one `<memory>` … `</memory>` block inside `text` (fails when there is none or more than one)."""
+    assert text.count("<memory>") == 1 and text.count("</memory>") == 1, f"not exactly one memory block in {text!r}"
+    start = text.index("<memory>")
+    return text[start : text.index("</memory>") + len("</memory>")]
+
+
+def block_lines(block: str) -> list[str]:
+    """The memory lines of a block (`- [date] role: content`), without its header and footer."""
+    return [line for line in block.split("\n") if line.startswith("- [")]
+
+
+def json_members(body: bytes) -> dict[str, bytes]:
+    """The raw bytes of each top-level member value of a JSON object, to compare fields byte for byte."""
+    text = body.decode("utf-8")
+    decoder = json.JSONDecoder()
+    members: dict[str, bytes] = {}
+    position = _skip_json_space(text, 0)
+    assert text[position] == "{", "not a JSON object"
+    position = _skip_json_space(text, position + 1)
+    while text[position] != "}":
+        key, position = decoder.raw_decode(text, position)
+        position = _skip_json_space(text, position)
+        assert text[position] == ":"
+        start = _skip_json_space(text, position + 1)
+        _, end = decoder.raw_decode(text, start)
+        members[key] = text[start:end].encode("utf-8")
+        position = _skip_json_space(text, end)
+        if text[position] == ",":
+            position = _skip_json_space(text, position + 1)
+    return members
+
+
+def _skip_json_space(text: str, position: int) -> int:
+    while text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def parse_tool_call(line: str) -> tuple[str, object]:
+    """`tool_call name(<arguments JSON>)`, as memproxy stores a tool call, split into the name and parsed arguments."""
+    match = re.fullmatch(r"tool_call ([^(]+)\((.*)\)", line, re.DOTALL)
+    assert match, f"not a stored tool call: {line!r}"
+    return match.group(1), json.loads(match.group(2))
