@@ -79,15 +79,19 @@ public struct SessionObject: Sendable, Equatable {
     public var json: String { self.jsonValue.text }
 }
 
-/// What was injected into one request: `{"request_id","session_id","created_at","model","memory_ids","scores",
-/// "tokens","recall_ms","block"}`.
+/// What was injected into one request: `{"request_id","session_id","created_at","api","model","memory_ids","scores",
+/// "tokens","recall_ms","block","response_id"}`.
 public struct InjectionObject: Sendable, Equatable {
     /// Increases with every record (for `--follow`); not part of the JSON.
     public var sequence: Int64
     public var requestID: String
     public var sessionID: String
     public var createdAt: Date
+    /// `chat.completions`, `responses` or `messages`.
+    public var api: String
     public var model: String?
+    /// The upstream's response id (Responses API), or nil.
+    public var responseID: String?
     public var memoryIDs: [String]
     public var scores: [Double]
     public var tokens: Int
@@ -101,7 +105,9 @@ public struct InjectionObject: Sendable, Equatable {
         self.requestID = record.requestID
         self.sessionID = record.sessionID
         self.createdAt = record.createdAt
+        self.api = record.api
         self.model = record.model
+        self.responseID = record.responseID
         self.memoryIDs = record.memoryIDs
         self.scores = record.scores
         self.tokens = record.tokens
@@ -115,12 +121,14 @@ public struct InjectionObject: Sendable, Equatable {
                 ("request_id", .string(self.requestID)),
                 ("session_id", .string(self.sessionID)),
                 ("created_at", .time(self.createdAt)),
+                ("api", .string(self.api)),
                 ("model", self.model.map(JSONValue.string) ?? .null),
                 ("memory_ids", .array(self.memoryIDs.map(JSONValue.string))),
                 ("scores", .array(self.scores.map(JSONValue.real))),
                 ("tokens", .integer(self.tokens)),
                 ("recall_ms", .real(self.recallMs)),
                 ("block", .string(self.block)),
+                ("response_id", self.responseID.map(JSONValue.string) ?? .null),
             ])
         )
     }

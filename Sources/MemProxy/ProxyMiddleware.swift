@@ -223,7 +223,7 @@ struct Forwarder: Sendable {
 
     /// The client's headers minus hop-by-hop ones, `Host`, `Content-Length` and `Expect`; the configured API key
     /// replaces the client's `Authorization` (`upstream.api_key`), or, for the Anthropic upstream, its `x-api-key`
-    /// (`upstream.anthropic_api_key`).
+    /// and `Authorization` (`upstream.anthropic_api_key`, sent as `x-api-key`).
     func upstreamHeaders(
         for request: Request,
         anthropic: Bool = false,
@@ -240,7 +240,11 @@ struct Forwarder: Sendable {
             anthropic
             ? self.configuration.upstream.anthropicAPIKey.map { (name: "x-api-key", value: $0) }
             : self.configuration.upstream.apiKey.map { (name: "Authorization", value: "Bearer \($0)") }
-        if let credential { dropped.insert(credential.name.lowercased()) }
+        if let credential {
+            dropped.insert(credential.name.lowercased())
+            // Anthropic SDKs may send the key as `Authorization: Bearer` instead: the configured key replaces both.
+            if anthropic { dropped.insert("authorization") }
+        }
         var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(request.headers.count + 1)
         if let memory = self.memory {

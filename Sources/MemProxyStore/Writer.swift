@@ -30,13 +30,18 @@ struct Writer: Sendable {
         do {
             do {
                 try db.inTransaction {
+                    // Separate variables: two inout accesses to one captured struct would overlap.
+                    var inserted: [RecallIndexCache.InsertedMemory] = []
+                    var changed: Set<String> = []
                     for item in batch {
-                        if try write(item, in: db, inserted: &outcome.inserted, changed: &outcome.changed),
+                        if try write(item, in: db, inserted: &inserted, changed: &changed),
                             case .exchange(let exchange) = item
                         {
                             stored.append(exchange)
                         }
                     }
+                    outcome.inserted = inserted
+                    outcome.changed = changed
                     announce()
                     return .commit
                 }

@@ -74,7 +74,7 @@ struct InjectionsCommand: AsyncParsableCommand {
         let scores = zip(record.memoryIDs, record.scores).map { "\($0) (\(String(format: "%.3f", $1)))" }
         emit(
             """
-            \(timeText(record.createdAt))  \(record.requestID)  model=\(record.model ?? "-")  \
+            \(timeText(record.createdAt))  \(record.requestID)  api=\(record.api)  model=\(record.model ?? "-")  \
             memories=\(record.memoryIDs.count)  tokens=\(record.tokens)  recall=\(String(format: "%.2f", record.recallMs))ms
               \(scores.joined(separator: ", "))
             \(record.block.split(separator: "\n", omittingEmptySubsequences: false).map { "  " + $0 }.joined(separator: "\n"))
