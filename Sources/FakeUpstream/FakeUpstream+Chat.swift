@@ -73,40 +73,7 @@ extension FakeUpstream {
             events.append(prefix + #"[],"usage":\#(usage)}"#)
         }
         events.append("[DONE]")
-        let frames = events.map { "data: \($0)\n\n" }
-        if let byteDelay = script.byteDelayMs {
-            return self.trickle(frames, byteDelayMs: byteDelay, contentType: "text/event-stream")
-        }
-        return Response(
-            status: .ok,
-            headers: [.contentType: "text/event-stream"],
-            body: ResponseBody { writer in
-                do {
-                    var pending = ByteBuffer()
-                    for (index, frame) in frames.enumerated() {
-                        if let dropAfter = script.dropAfter, index == dropAfter {
-                            if pending.readableBytes > 0 { try await writer.write(pending) }
-                            throw FakeUpstreamError.droppedOnPurpose
-                        }
-                        if script.gated, index == 2 { await self.waitForGate() }
-                        if script.delayMs > 0, index > 0 { try await Task.sleep(for: .milliseconds(script.delayMs)) }
-                        pending.writeString(frame)
-                        // Unpaced streams are written in batches (a huge reply has thousands of events).
-                        if script.delayMs > 0 || script.gated || pending.readableBytes >= 64 * 1024 {
-                            try await writer.write(pending)
-                            pending.clear()
-                        }
-                    }
-                    if pending.readableBytes > 0 { try await writer.write(pending) }
-                    try await writer.finish(nil)
-                } catch FakeUpstreamError.droppedOnPurpose {
-                    throw FakeUpstreamError.droppedOnPurpose
-                } catch {
-                    self.recordAbort()
-                    throw error
-                }
-            }
-        )
+        return self.eventStream(events.map { "data: \($0)\n\n" }, script: script, gateBefore: 2)
     }
 
     /// A response whose body is written one byte at a time, `byteDelayMs` apart.

@@ -17,7 +17,7 @@ import Testing
         let reopened = try makeStore(path: path)
         #expect(try reopened.memories(session: "s1").map(\.content) == ["the dog is called Rex"])
         let applied = try reopened.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6", "v7"])
     }
 
     @Test func theWriterConnectionKeepsMorePagesInMemoryAndCheckpointsLessOftenThanReaders() throws {
@@ -152,17 +152,41 @@ import Testing
         #expect(try store.memories(session: "s2").count == 2)
     }
 
-    @Test func aCompleteRetryOfACutShortExchangeIsStillStored() async throws {
+    /// Issue 11: the retry completes the cut-short exchange in place; the user message is stored once.
+    @Test func aCompleteRetryOfACutShortExchangeCompletesItInPlace() async throws {
         let store = try makeStore()
         try await withWriter(store) {
             store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon", incomplete: true, at: 0))
+            await store.flush()
+            // The session's in-memory index is built now (without the incomplete reply): the writer's in-place
+            // completion below must make the next recall see the new text.
+            let before = try await store.recall(session: "s1", query: "time end story once", limit: 5)
+            #expect(before.count == 1)
+            // A retry cut short again adds nothing.
+            store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once", incomplete: true, at: 3))
             store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon a time, the end.", at: 5))
             // A third attempt after the complete one is a plain retry again.
             store.submit(exchange(hash: "h1", user: "tell me a story", assistant: "Once upon a time, the end.", at: 6))
             await store.flush()
         }
-        let replies = try store.memories(session: "s1").filter { $0.role == "assistant" }.map(\.content)
-        #expect(replies.sorted() == ["Once upon", "Once upon a time, the end."])
+        let stored = try store.memories(session: "s1")
+        #expect(stored.map(\.content) == ["tell me a story", "Once upon a time, the end."])
+        #expect(stored.allSatisfy { !$0.isIncompleteReply && $0.exchangeID == stored[0].exchangeID })
+        // Recall sees the completed reply, not the cut-short one.
+        let recalled = try await store.recall(session: "s1", query: "time end story", limit: 5)
+        #expect(recalled.map(\.memory.content).sorted() == ["Once upon a time, the end.", "tell me a story"])
+    }
+
+    @Test func anIncompleteReplyIsNeverRecalled() async throws {
+        let store = try makeStore()
+        try await withWriter(store) {
+            store.submit(exchange(hash: "h1", user: "what about volcanoes", assistant: "Volcanoes erupt", incomplete: true, at: 0))
+            await store.flush()
+        }
+        // Recall builds the index from the table here (and ranks the same way from the writer's appends).
+        let recalled = try await store.recall(session: "s1", query: "volcanoes erupt", limit: 5)
+        #expect(recalled.map(\.memory.content) == ["what about volcanoes"])
+        #expect(try store.memories(session: "s1").count == 2)
     }
 
     /// The injection record's id and score arrays are JSON that decodes back to the same values, whatever the ids

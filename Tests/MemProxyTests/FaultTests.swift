@@ -101,14 +101,16 @@ struct FaultTests {
             #expect(partial.metadata.contains(#""incomplete":true"#))
             #expect(memories.first { $0.role == "user" }?.content == question)
 
-            // The client's retry of the same request completes and is stored as a whole exchange of its own.
+            // The client's retry of the same request completes that exchange in place (issue 11: the user message
+            // is not stored twice).
             let (retry, retryText) = try await proxy.chat(question, session: "s-drop", stream: true)
             #expect(retry.status == 200)
             #expect(retryText.hasSuffix("data: [DONE]\n\n"))
-            try await eventually("the retried exchange") { try store.memories(session: "s-drop").count == 4 }
+            try await eventually("the retried exchange") {
+                try store.memories(session: "s-drop").contains { $0.id == partial.id && !$0.isIncompleteReply }
+            }
             memories = try store.memories(session: "s-drop")
-            let complete = memories.filter { $0.role == "assistant" && !$0.metadata.contains("incomplete") }
-            #expect(complete.map(\.content) == ["echo: " + question])
+            #expect(memories.map(\.content) == [question, "echo: " + question])
             // The store still answers queries over what was stored.
             let recalled = try await store.recall(session: "s-drop", query: "lazy dog", limit: 10)
             #expect(recalled.count >= 2)

@@ -14,11 +14,8 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
         var input = ""
     }
 
-    static let maxBlocks = 128
-
-    private var parser = SSEParser()
-    private var blocks: [Int: Block] = [:]
-    private var budget = ReplyBudget()
+    private var events = TypedEventStream()
+    private var blocks = ReplyParts(empty: Block())
     private var finished = false
     /// Whether an `error` event, or an error body, was seen.
     public private(set) var sawError = false
@@ -33,8 +30,7 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
     public var text: String {
         var parts: [String] = []
         var text = ""
-        for index in blocks.keys.sorted() {
-            guard let block = blocks[index] else { continue }
+        for block in blocks.ordered {
             if block.isToolUse {
                 parts.append(text)
                 text = ""
@@ -50,20 +46,20 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
     // MARK: - Streams
 
     public mutating func consumeStream(_ bytes: some Collection<UInt8>) {
-        for event in parser.feed(bytes) { consume(event) }
+        for event in events.feed(bytes) { consume(event) }
     }
 
     public mutating func finishStream() {
-        for event in parser.finish() { consume(event) }
+        for event in events.finish() { consume(event) }
     }
 
-    private mutating func consume(_ event: SSEEvent) {
-        guard case .object(let object)? = try? JSON.parse(event.data.utf8) else {
-            if event.event == "error" { sawError = true }
+    private mutating func consume(_ event: TypedEvent) {
+        guard let object = event.object else {
+            if event.type == "error" { sawError = true }
             return
         }
         let index = object["index"]?.intValue ?? 0
-        switch object["type"]?.stringValue ?? event.event {
+        switch event.type {
         case "content_block_start":
             guard let start = object["content_block"]?.objectValue else { break }
             consumeBlock(start, index: index)
@@ -71,10 +67,10 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
             guard let delta = object["delta"]?.objectValue else { break }
             switch delta["type"]?.stringValue {
             case "text_delta":
-                if let text = delta["text"]?.stringValue { update(index) { $0.text += $1.take(text) } }
+                if let text = delta["text"]?.stringValue { blocks.update(index) { $0.text += $1.take(text) } }
             case "input_json_delta":
                 if let json = delta["partial_json"]?.stringValue {
-                    update(index) { block, budget in
+                    blocks.update(index) { block, budget in
                         block.isToolUse = true
                         // `content_block_start` carries an empty `input: {}` placeholder; the deltas replace it.
                         if block.input == "{}" { block.input = "" }
@@ -115,9 +111,9 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
         switch block["type"]?.stringValue {
         case "text":
             let text = block["text"]?.stringValue ?? ""
-            update(index) { $0.text += $1.take(text) }
+            blocks.update(index) { $0.text += $1.take(text) }
         case "tool_use":
-            update(index) { tool, budget in
+            blocks.update(index) { tool, budget in
                 tool.isToolUse = true
                 tool.name = budget.take(block["name"]?.stringValue ?? "")
                 tool.input = budget.take(String(decoding: (block["input"] ?? .object(JSONObject())).serialized(), as: UTF8.self))
@@ -125,13 +121,6 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
         default:
             break
         }
-    }
-
-    private mutating func update(_ index: Int, _ body: (inout Block, inout ReplyBudget) -> Void) {
-        guard blocks[index] != nil || blocks.count < Self.maxBlocks else { return }
-        var block = blocks[index] ?? Block()
-        body(&block, &budget)
-        blocks[index] = block
     }
 
     /// `json` re-serialized compactly (key order kept) when it parses; as it is otherwise; `{}` when empty.

@@ -14,11 +14,8 @@ public struct ResponsesReplyAccumulator: ReplyAccumulator {
         var arguments = ""
     }
 
-    static let maxItems = 128
-
-    private var parser = SSEParser()
-    private var items: [Int: Item] = [:]
-    private var budget = ReplyBudget()
+    private var events = TypedEventStream()
+    private var items = ReplyParts(empty: Item())
     /// The final status: `completed`, `incomplete`, `failed`, … (`nil` until a terminal event or a body).
     public private(set) var status: String?
     /// Whether an `error` event, or an error body, was seen.
@@ -32,51 +29,46 @@ public struct ResponsesReplyAccumulator: ReplyAccumulator {
     public var isComplete: Bool { !sawError && status == "completed" }
 
     public var text: String {
-        var parts: [String] = []
-        for index in items.keys.sorted() {
-            guard let item = items[index] else { continue }
-            parts.append(item.isCall ? "tool_call \(item.name)(\(item.arguments))" : item.text)
-        }
-        return ReplyBudget.join(parts)
+        ReplyBudget.join(items.ordered.map { $0.isCall ? "tool_call \($0.name)(\($0.arguments))" : $0.text })
     }
 
     // MARK: - Streams
 
     public mutating func consumeStream(_ bytes: some Collection<UInt8>) {
-        for event in parser.feed(bytes) { consume(event) }
+        for event in events.feed(bytes) { consume(event) }
     }
 
     public mutating func finishStream() {
-        for event in parser.finish() { consume(event) }
+        for event in events.finish() { consume(event) }
     }
 
-    private mutating func consume(_ event: SSEEvent) {
-        guard case .object(let object)? = try? JSON.parse(event.data.utf8) else {
-            if event.event == "error" { sawError = true }
+    private mutating func consume(_ event: TypedEvent) {
+        guard let object = event.object else {
+            if event.type == "error" { sawError = true }
             return
         }
         let index = object["output_index"]?.intValue ?? 0
-        switch object["type"]?.stringValue ?? event.event {
+        switch event.type {
         case "response.created", "response.in_progress", "response.queued":
             if let id = object["response"]?.objectValue?["id"]?.stringValue { responseID = id }
         case "response.output_text.delta", "response.refusal.delta":
-            if let delta = object["delta"]?.stringValue { update(index) { $0.text += $1.take(delta) } }
+            if let delta = object["delta"]?.stringValue { items.update(index) { $0.text += $1.take(delta) } }
         case "response.output_item.added":
             if let item = object["item"]?.objectValue, item["type"]?.stringValue == "function_call" {
-                update(index) { call, budget in
+                items.update(index) { call, budget in
                     call.isCall = true
                     if call.name.isEmpty, let name = item["name"]?.stringValue { call.name = budget.take(name) }
                 }
             }
         case "response.function_call_arguments.delta":
             if let delta = object["delta"]?.stringValue {
-                update(index) { call, budget in
+                items.update(index) { call, budget in
                     call.isCall = true
                     call.arguments += budget.take(delta)
                 }
             }
         case "response.function_call_arguments.done":
-            update(index) { call, budget in
+            items.update(index) { call, budget in
                 call.isCall = true
                 if call.name.isEmpty, let name = object["name"]?.stringValue { call.name = budget.take(name) }
                 if call.arguments.isEmpty, let arguments = object["arguments"]?.stringValue {
@@ -135,9 +127,9 @@ public struct ResponsesReplyAccumulator: ReplyAccumulator {
                 }
             }
             guard !texts.isEmpty else { return }
-            update(index) { $0.text = $1.take(texts.joined()) }
+            items.update(index) { $0.text = $1.take(texts.joined()) }
         case "function_call":
-            update(index) { call, budget in
+            items.update(index) { call, budget in
                 call.isCall = true
                 call.name = budget.take(item["name"]?.stringValue ?? "")
                 call.arguments = budget.take(item["arguments"]?.stringValue ?? "")
@@ -145,12 +137,5 @@ public struct ResponsesReplyAccumulator: ReplyAccumulator {
         default:
             break
         }
-    }
-
-    private mutating func update(_ index: Int, _ body: (inout Item, inout ReplyBudget) -> Void) {
-        guard items[index] != nil || items.count < Self.maxItems else { return }
-        var item = items[index] ?? Item()
-        body(&item, &budget)
-        items[index] = item
     }
 }
