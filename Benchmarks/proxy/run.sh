@@ -7,8 +7,9 @@
 # nginx proxy_pass (upstream keepalive) and through memproxy, at concurrency 1, 16 and 64 (wrk, POST of a
 # ~300-byte chat request, ~650-byte chat.completion answer); memproxy once more at log level info (c=64); memproxy
 # with memory on (two workloads, each followed by the writer's drain; the first also split into X-Memory-Mode read
-# and write cells at c=64); then 500 concurrent slow SSE streams through memproxy (threads and RSS sampled from
-# /proc).
+# and write cells at c=64); memory on per route (chat completions, Responses, Anthropic Messages: the same workload
+# on each route, a fresh store each, memory on and off at c=64, each route's cost relative to chat's); then 500
+# concurrent slow SSE streams through memproxy (threads and RSS sampled from /proc).
 #
 # Environment knobs (all optional):
 #   MEMPROXY_BIN=path     use this binary instead of building (release, scratch path .build-bench)
@@ -18,6 +19,10 @@
 #   PROFILE=1             also record `perf record --call-graph dwarf` of memproxy during one more c=64 run
 #                         (PROFILE_DURATION, default 10s); reports in $OUT/run/perf-*.txt
 #   OUT=dir               where logs/configs/results go (default bench-out/proxy, git-ignored)
+#   ROUTES_ONLY=1         run only the per-route cells (memory on/off per route) and print only their tables
+#   ROUTE_ROUNDS=1        repeat the per-route cells this many times (the routes in turn, each round starting with
+#                         the next route; the relative figures are the median over rounds)
+#   ROUTE_CONCURRENCY=64  the per-route cells' concurrency
 #
 # Only loopback (127.0.0.1) is ever targeted. Every process started here is stopped on exit.
 set -euo pipefail
@@ -32,6 +37,9 @@ STREAM_EVENTS="${STREAM_EVENTS:-40}"
 STREAM_DELAY_MS="${STREAM_DELAY_MS:-250}"
 PROFILE="${PROFILE:-0}"
 PROFILE_DURATION="${PROFILE_DURATION:-10s}"
+ROUTES_ONLY="${ROUTES_ONLY:-0}"
+ROUTE_ROUNDS="${ROUTE_ROUNDS:-1}"
+ROUTE_CONCURRENCY="${ROUTE_CONCURRENCY:-64}"
 CONCURRENCIES=(1 16 64)
 HOST=127.0.0.1
 
@@ -113,6 +121,10 @@ print(*ports)'
 # ---------------------------------------------------------------- nginx: static upstream + proxy_pass
 # ~650-byte non-streaming chat.completion answer.
 RESPONSE_BODY='{"id":"chatcmpl-bench0001","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0123456789","choices":[{"index":0,"message":{"role":"assistant","content":"Measure throughput and tail latency at several concurrency levels, compare against a well-known baseline such as nginx, keep every target in the same run so that the ratios mean something, and write down the exact command.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":42,"completion_tokens":51,"total_tokens":93,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}'
+# The same answer as a Responses object and as an Anthropic message, for the per-route cells (memproxy stores the
+# reply of each; a Responses reply counts only with "status":"completed").
+RESPONSES_BODY='{"id":"resp_bench0001","object":"response","created_at":1700000000,"status":"completed","error":null,"incomplete_details":null,"instructions":null,"model":"gpt-4o-mini-2024-07-18","output":[{"type":"message","id":"msg_bench0001","status":"completed","role":"assistant","content":[{"type":"output_text","text":"Measure throughput and tail latency at several concurrency levels, compare against a well-known baseline such as nginx, keep every target in the same run so that the ratios mean something, and write down the exact command.","annotations":[]}]}],"parallel_tool_calls":true,"previous_response_id":null,"usage":{"input_tokens":42,"input_tokens_details":{"cached_tokens":0},"output_tokens":51,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":93}}'
+MESSAGES_BODY='{"id":"msg_bench0001","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Measure throughput and tail latency at several concurrency levels, compare against a well-known baseline such as nginx, keep every target in the same run so that the ratios mean something, and write down the exact command."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":42,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":51,"service_tier":"standard"}}'
 mkdir -p "$RUN/nginx/tmp"
 cat >"$RUN/nginx/nginx.conf" <<EOF
 # Private nginx for the benchmark; started in the foreground by run.sh, never as the system service.
@@ -138,6 +150,14 @@ http {
         location = /v1/chat/completions {
             default_type application/json;
             return 200 '$RESPONSE_BODY';
+        }
+        location = /v1/responses {
+            default_type application/json;
+            return 200 '$RESPONSES_BODY';
+        }
+        location = /v1/messages {
+            default_type application/json;
+            return 200 '$MESSAGES_BODY';
         }
         location / { return 404; }
     }
@@ -244,6 +264,153 @@ run_wrk() { # name port concurrency duration [lua] -> $RUN/wrk-name-c.txt and $R
     echo "$((n1 - n0)) $((m1 - m0)) $((t1 - t0)) $((i1 - i0)) $CLK_TCK $((w1 - w0))" >"$RUN/cpu-$name-$c.txt"
 }
 
+# ---------------------------------------------------------------- memory on, per route (issue 11)
+# The "memory" workload (post-memory.lua's sessions, messages and words) on each route memproxy serves memory on,
+# each on a fresh store with the default placement (the system prompt): a warm-up (2 s, c=16) and its drain, then
+# c=ROUTE_CONCURRENCY with memory on, the writer's drain, and the same cell with X-Memory-Mode: off. "CPU incl.
+# drain" counts memproxy's CPU from the start of the memory-on cell to the end of its drain, per request of the
+# cell: a route whose storing falls behind pays for it there. Run after the memory workloads (or alone, ROUTES_ONLY=1).
+ROUTES=("chat.completions:post-memory.lua" "responses:post-memory-responses.lua" "messages:post-memory-messages.lua")
+route_rows() { # database -> "memories injections" (0 0 before the schema exists)
+    "$PYTHON" -c '
+import sqlite3, sys
+try:
+    db = sqlite3.connect(sys.argv[1])
+    print(*(db.execute("select count(*) from " + t).fetchone()[0] for t in ("memories", "injections")))
+except sqlite3.Error:
+    print(0, 0)' "$1"
+}
+route_drain() { # database -> seconds until the memory count is stable (two reads 0.5 s apart agree; at most 120 s)
+    local db=$1 start prev=-1 n
+    start=$(date +%s.%N)
+    for _ in $(seq 1 240); do
+        n=$(route_rows "$db" | cut -d' ' -f1)
+        [[ "$n" == "$prev" ]] && break
+        prev=$n; sleep 0.5
+    done
+    "$PYTHON" -c "import sys; print(max(0, float(sys.argv[2]) - float(sys.argv[1]) - 0.5))" "$start" "$(date +%s.%N)"
+}
+route_check() { # route: one request with a session through memproxy gets the static answer and memory headers
+    local route=$1 path body headers expected got
+    case "$route" in
+        chat.completions) path=/v1/chat/completions; expected=$RESPONSE_BODY
+            body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"route check"}]}' ;;
+        responses) path=/v1/responses; expected=$RESPONSES_BODY
+            body='{"model":"gpt-4o-mini","input":[{"role":"user","content":"route check"}]}' ;;
+        messages) path=/v1/messages; expected=$MESSAGES_BODY
+            body='{"model":"claude-sonnet-4-5","max_tokens":200,"messages":[{"role":"user","content":"route check"}]}' ;;
+    esac
+    headers="$RUN/route-check-$route.headers"
+    got="$(curl -fsS --max-time 5 -D "$headers" -X POST -H 'Content-Type: application/json' -H 'X-Session-Id: route-check' \
+        --data "$body" "http://$HOST:$P_MEMPROXY$path")" || die "POST $path through memproxy failed"
+    [[ "$got" == "$expected" ]] || die "memproxy returned an unexpected body for $path: $got"
+    grep -qi '^X-Memory-Injected:' "$headers" || die "no X-Memory-Injected header on $path: memory is not on for it"
+}
+route_cells() {
+    local round i entry route lua db pid m0 m1
+    for round in $(seq 1 "$ROUTE_ROUNDS"); do
+        # Round r starts with the r-th route (chat first in round 1), so that drift over a run is not always
+        # charged to the same route.
+        for i in 0 1 2; do
+            entry=${ROUTES[$(((round - 1 + i) % 3))]}
+            route=${entry%%:*}; lua="$HERE/${entry#*:}"
+            db="$RUN/route-$route-r$round.db"
+            rm -f "$db" "$db-wal" "$db-shm"
+            start_memproxy "$P_MEMPROXY" "http://$HOST:$P_STATIC" warning "$RUN/memproxy-route-$route-r$round.log" "$db"
+            pid=$STARTED_PID
+            CUR_MEMPROXY_PID=$pid
+            wait_http "http://$HOST:$P_MEMPROXY/healthz" 20 "$pid"
+            route_check "$route"
+            run_wrk "route-$route-r$round-warmup" "$P_MEMPROXY" 16 2s "$lua"
+            route_drain "$db" >/dev/null
+            log "wrk route $route memory on c=$ROUTE_CONCURRENCY $DURATION (round $round/$ROUTE_ROUNDS)"
+            m0=$(proc_ticks "$pid")
+            run_wrk "route-$route-r$round-on" "$P_MEMPROXY" "$ROUTE_CONCURRENCY" "$DURATION" "$lua"
+            route_drain "$db" >"$RUN/route-$route-r$round-drain.txt"
+            m1=$(proc_ticks "$pid")
+            echo "$((m1 - m0)) $(route_rows "$db")" >"$RUN/route-$route-r$round-totals.txt"
+            log "wrk route $route memory off c=$ROUTE_CONCURRENCY $DURATION (round $round/$ROUTE_ROUNDS)"
+            MEMORY_MODE=off run_wrk "route-$route-r$round-off" "$P_MEMPROXY" "$ROUTE_CONCURRENCY" "$DURATION" "$lua"
+            stop_pid "$pid"
+        done
+    done
+}
+route_report() {
+    "$PYTHON" - "$RUN" "$DURATION" "$ROUTE_CONCURRENCY" "$ROUTE_ROUNDS" <<'PYEOF'
+import os, re, statistics, sys
+run, duration, c, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+routes = ("chat.completions", "responses", "messages")
+
+def ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+
+def parse(name, c=c):  # as the main report's parse()
+    text = open(os.path.join(run, f"wrk-{name}-{c}.txt")).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m: errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m: errors += sum(int(x) for x in m.groups())
+    total = int(re.search(r"(\d+) requests in", text).group(1))
+    nginx_t, mem_t, all_t, idle_t, hz, wrk_t = map(int, open(os.path.join(run, f"cpu-{name}-{c}.txt")).read().split())
+    busy = 100.0 * max(0, all_t - idle_t - nginx_t - mem_t - wrk_t) / max(all_t, 1)
+    return dict(rps=rps, p50=p50, p99=p99, errors=errors, total=total, hz=hz, cpu=mem_t / hz * 1e6 / max(total, 1),
+                busy=busy)
+
+print(f"## Memory on per route: the \"memory\" workload on each route, c={c}, wrk {duration} per cell, a fresh store per route")
+print()
+print("post-memory.lua's sessions and messages in each API's shape (post-memory-responses.lua, post-memory-messages.lua),")
+print("the block in the system prompt (default placement), the same static answer in each API's shape. \"CPU incl.")
+print("drain\": memproxy CPU from the start of the memory-on cell to the end of the writer's drain after it, per request")
+print("of the cell. \"memory's CPU\": that minus the same route's CPU per request with X-Memory-Mode: off. \"stored / sent\":")
+print("memories over 2 x the exchanges wrk counted with memory on (warm-up included; slightly above 1 in short cells:")
+print("the requests in flight when a cell ends are stored but not counted).")
+print()
+print("| round | route | req/s | p50 ms | p99 ms | errors | memproxy CPU µs/req | CPU incl. drain | drain s | stored / sent "
+      "| off: req/s | off: CPU µs/req | memory's CPU µs/req | other load % |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+cells = {}
+for r in range(1, rounds + 1):
+    for route in routes:
+        on, off = parse(f"route-{route}-r{r}-on"), parse(f"route-{route}-r{r}-off")
+        warmup = parse(f"route-{route}-r{r}-warmup", 16)
+        ticks, memories, injections = map(int, open(os.path.join(run, f"route-{route}-r{r}-totals.txt")).read().split())
+        drain = float(open(os.path.join(run, f"route-{route}-r{r}-drain.txt")).read())
+        with_drain = ticks / on["hz"] * 1e6 / max(on["total"], 1)
+        cells[r, route] = dict(rps=on["rps"], cpu=on["cpu"], with_drain=with_drain, memory=with_drain - off["cpu"])
+        print(f"| {r} | {route} | {on['rps']:,.0f} | {on['p50']:.3f} | {on['p99']:.3f} | {on['errors'] + off['errors']} | "
+              f"{on['cpu']:.0f} | {with_drain:.0f} | {drain:.1f} | {memories / max(2 * (on['total'] + warmup['total']), 1):.3f} | "
+              f"{off['rps']:,.0f} | {off['cpu']:.0f} | {with_drain - off['cpu']:.0f} | {max(on['busy'], off['busy']):.0f} |")
+print()
+label = f"median of {rounds} rounds" if rounds > 1 else "one round"
+print(f"Each route relative to chat completions ({label}; issue 11: memory-on cost per request within 10% of each other):")
+print()
+print("| route | req/s / chat | CPU µs/req / chat | CPU incl. drain / chat | memory's CPU / chat |")
+print("|---|---:|---:|---:|---:|")
+worst = 0.0
+for route in routes:
+    ratio = lambda key: statistics.median(cells[r, route][key] / cells[r, "chat.completions"][key] for r in range(1, rounds + 1))
+    worst = max(worst, abs(ratio("with_drain") - 1))
+    print(f"| {route} | {ratio('rps'):.2f} | {ratio('cpu'):.2f} | {ratio('with_drain'):.2f} | {ratio('memory'):.2f} |")
+print()
+print(f"Largest deviation from chat in memory-on CPU per request (incl. drain): {worst:.0%} "
+      f"({'within' if worst <= 0.10 else 'NOT within'} 10%).")
+PYEOF
+}
+if [[ "$ROUTES_ONLY" == 1 ]]; then
+    stop_pid "$MEMPROXY_PID"
+    log "per-route cells only (ROUTES_ONLY=1); load before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+    route_cells
+    route_report | tee "$OUT/results.md"
+    log "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
+    log "raw wrk output, logs and configs: $RUN; table: $OUT/results.md"
+    exit 0
+fi
+
 TARGETS=("direct:$P_STATIC" "nginx-proxy:$P_NGINXPROXY" "memproxy:$P_MEMPROXY")
 log "load before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 for target in "${TARGETS[@]}"; do
@@ -314,6 +481,7 @@ memory_cells() { # name lua
 }
 memory_cells memory "$HERE/post-memory.lua"
 memory_cells memory-zipf "$HERE/post-memory-zipf.lua"
+route_cells
 
 # Optional profile of the pass-through path at c=64.
 if [[ "$PROFILE" == 1 ]]; then
@@ -500,6 +668,9 @@ if samples:
     print(f"| sample with most open client conns | {peak[0]} | {peak[1] / 1024:.1f} | {peak[2]} | {peak[3]} |")
 print(f"| after the streams ended | ${AFTER_THREADS} | {${AFTER_RSS_KB} / 1024:.1f} | | |")
 EOF
+
+echo | tee -a "$OUT/results.md"
+route_report | tee -a "$OUT/results.md"
 
 log "load after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "raw wrk output, logs and configs: $RUN; table: $OUT/results.md"
