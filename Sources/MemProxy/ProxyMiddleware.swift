@@ -93,10 +93,10 @@ struct Forwarder: Sendable {
 
     /// The shape of memproxy's own errors on the route of `request`.
     static func errorShape(for request: Request) -> ErrorShape {
-        if Self.isAnthropic(request) { return .anthropic }
         let path = request.uri.path
         if path == "/v1/responses" || path.hasPrefix("/v1/responses/") { return .openAIResponses }
-        return .openAI
+        if path == "/v1/chat/completions" { return .openAI }
+        return Self.isAnthropic(request) ? .anthropic : .openAI
     }
 
     private func upstreamRequest(
