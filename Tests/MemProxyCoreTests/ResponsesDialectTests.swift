@@ -183,7 +183,10 @@ private func responses(_ body: String) throws -> ResponsesRequest {
             #"{"input":[{"role":"user","content":"old"},{"type":"message","role":"assistant","content":"#
             + #"[{"type":"output_text","text":"ok","annotations":[]}]},{"role":"user","content":"new"#
         let output = try injected(earlier + #""}],"model":"m"}"#, .lastUser)
-        #expect(output == earlier + #"\n\nMEM"}],"model":"m"}"#)
+        // The string becomes two `input_text` parts (the original, then the block); earlier items are untouched.
+        let head = String(earlier.dropLast(#""new"#.count))
+        #expect(
+            output == head + #"[{"type":"input_text","text":"new"},{"type":"input_text","text":"MEM"}]}],"model":"m"}"#)
     }
 
     @Test func statelessLastUserArrayContentGetsInputTextPart() throws {
@@ -198,11 +201,14 @@ private func responses(_ body: String) throws -> ResponsesRequest {
     }
 
     @Test func statelessLastUserToolLoopLeavesToolItemsAlone() throws {
-        let head = #"{"input":[{"role":"user","content":"Weather in Paris?"#
+        let head = #"{"input":[{"role":"user","content":"#
         let tail =
-            #""},{"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{}"},"#
+            #"},{"type":"function_call","call_id":"call_1","name":"get_weather","arguments":"{}"},"#
             + #"{"type":"function_call_output","call_id":"call_1","output":"18°C"}]}"#
-        #expect(try injected(head + tail, .lastUser) == head + #"\n\nMEM"# + tail)
+        #expect(
+            try injected(head + #""Weather in Paris?""# + tail, .lastUser)
+                == head + #"[{"type":"input_text","text":"Weather in Paris?"},{"type":"input_text","text":"MEM"}]"#
+                + tail)
     }
 
     @Test func statelessLastUserWithoutUserMessageUsesInstructions() throws {

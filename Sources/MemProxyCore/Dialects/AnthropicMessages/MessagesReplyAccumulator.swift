@@ -116,7 +116,8 @@ public struct MessagesReplyAccumulator: ReplyAccumulator {
             blocks.update(index) { tool, budget in
                 tool.isToolUse = true
                 tool.name = budget.take(block["name"]?.stringValue ?? "")
-                tool.input = budget.take(String(decoding: (block["input"] ?? .object(JSONObject())).serialized(), as: UTF8.self))
+                let input = block["input"] ?? .object(JSONObject())
+                tool.input = budget.take(String(decoding: input.serialized(), as: UTF8.self))
             }
         default:
             break

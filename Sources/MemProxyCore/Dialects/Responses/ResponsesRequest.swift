@@ -114,9 +114,9 @@ public struct ResponsesRequest: MemoryRequest {
     ///
     /// A stateful request (``isStateful``), or ``MemoryPlacement/system``: appended to `instructions` after a blank
     /// line, or set as `instructions` when there are none. A stateless request with ``MemoryPlacement/lastUser``:
-    /// appended to the newest user input (a string `input` after a blank line, staying a string; a message's
-    /// string content after a blank line; its array content as one more `input_text` part); with no user message,
-    /// in `instructions`. No other item changes.
+    /// appended to the newest user input as one more `input_text` part (a message's string content becomes
+    /// `[{"type":"input_text","text":<original>}, <block>]`; a string `input` stays a string, the block after a blank
+    /// line); with no user message, in `instructions`. No other item changes.
     /// - Parameters:
     ///   - block: The text to add; an empty one leaves the request untouched.
     ///   - placement: The configured placement.
@@ -139,9 +139,17 @@ public struct ResponsesRequest: MemoryRequest {
         guard let index = newestUserIndex else { return false }
         var appended = false
         root.modifyValue(forKey: "input") { value in
-            guard case .array(var items) = value, case .object(var item) = items[index],
-                let content = item["content"].flatMap({ ChatRequest.appending(block, to: $0, partType: "input_text") })
-            else { return }
+            guard case .array(var items) = value, case .object(var item) = items[index] else { return }
+            let content: JSONValue
+            switch item["content"] {
+            case .string(let text)?:
+                content = .array([Self.inputText(text), Self.inputText(block)])
+            case .array(var parts)?:
+                parts.append(Self.inputText(block))
+                content = .array(parts)
+            default:
+                return
+            }
             value = .null
             item["content"] = content
             items[index] = .object(item)
@@ -149,6 +157,10 @@ public struct ResponsesRequest: MemoryRequest {
             appended = true
         }
         return appended
+    }
+
+    private static func inputText(_ text: String) -> JSONValue {
+        .object(JSONObject([("type", .string("input_text")), ("text", .string(text))]))
     }
 
     /// The request body as compact JSON, with every field the client sent in its original order.
