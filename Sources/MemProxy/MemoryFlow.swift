@@ -48,7 +48,8 @@ struct MemoryFlow: Sendable {
             guard SessionIDValidator.isValid(value) else {
                 throw OpenAIError(
                     status: .badRequest,
-                    message: "The \(name) header is not a valid session id: use 1 to 200 characters without control characters.",
+                    message:
+                        "The \(name) header is not a valid session id: use 1 to 200 characters without control characters.",
                     param: name,
                     code: "invalid_session_id",
                     shouldRetry: false
@@ -101,7 +102,8 @@ struct MemoryFlow: Sendable {
     static func memoryUnavailable(_ reason: String) -> OpenAIError {
         OpenAIError(
             status: .serviceUnavailable,
-            message: reason + ", and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
+            message: reason
+                + ", and memory.fail_open is false. Retry later, or send X-Memory-Mode: off to proxy without memory.",
             type: "server_error",
             code: "memory_unavailable"
         )
@@ -151,7 +153,9 @@ struct MemoryFlow: Sendable {
                 let context = try await self.context(for: request, session: session)
                 recallMs = context.recallMs
                 if let rendered = context.block {
-                    block = (rendered.text, rendered.memories.map(\.id), rendered.memories.map(\.score), rendered.tokens)
+                    block = (
+                        rendered.text, rendered.memories.map(\.id), rendered.memories.map(\.score), rendered.tokens
+                    )
                 }
             }
         } catch {
@@ -233,7 +237,8 @@ struct MemoryFlow: Sendable {
     }
 
     /// The memory response headers for a request that had a session.
-    static func responseHeaders(session: String, injection: Injection?, backlogged: Bool = false) -> [(String, String)] {
+    static func responseHeaders(session: String, injection: Injection?, backlogged: Bool = false) -> [(String, String)]
+    {
         var headers = [
             ("X-Memory-Session", session),
             ("X-Memory-Injected", String(injection?.memoryIDs.count ?? 0)),

@@ -67,11 +67,14 @@ struct Forwarder: Sendable {
     func forward(_ request: Request, context: ProxyRequestContext) async throws -> Response {
         let body = try await self.readBody(request)
         if let memory = self.memory, request.method == .post {
+            // The APIs memory serves: one flow, one dialect each.
             switch request.uri.path {
             case "/v1/chat/completions":
-                return try await self.forward(ChatCompletionsDialect.self, request, body: body, memory: memory, context: context)
+                return try await self.forward(
+                    ChatCompletionsDialect.self, request, body: body, memory: memory, context: context)
             case "/v1/responses":
-                return try await self.forward(ResponsesDialect.self, request, body: body, memory: memory, context: context)
+                return try await self.forward(
+                    ResponsesDialect.self, request, body: body, memory: memory, context: context)
             case "/v1/messages":
                 return try await self.forward(
                     AnthropicMessagesDialect.self, request, body: body, memory: memory, context: context)
@@ -83,19 +86,22 @@ struct Forwarder: Sendable {
             self.upstreamRequest(request, body: body), context: context, errors: Self.errorShape(for: request))
     }
 
-    /// Whether a request goes to the Anthropic upstream: `/v1/messages` and below, or any request of an
-    /// Anthropic client (it always sends `anthropic-version`).
+    /// Whether a request goes to the Anthropic upstream: `/v1/messages` and below, or, outside OpenAI's own chat
+    /// completions and Responses paths, any request of an Anthropic client (it always sends `anthropic-version`).
     static func isAnthropic(_ request: Request) -> Bool {
         let path = request.uri.path
-        return path == "/v1/messages" || path.hasPrefix("/v1/messages/")
-            || request.headers[HTTPField.Name("anthropic-version")!] != nil
+        if path == "/v1/messages" || path.hasPrefix("/v1/messages/") { return true }
+        if Self.isResponses(path) || path == "/v1/chat/completions" { return false }
+        return request.headers[HTTPField.Name("anthropic-version")!] != nil
+    }
+
+    private static func isResponses(_ path: String) -> Bool {
+        path == "/v1/responses" || path.hasPrefix("/v1/responses/")
     }
 
     /// The shape of memproxy's own errors on the route of `request`.
     static func errorShape(for request: Request) -> ErrorShape {
-        let path = request.uri.path
-        if path == "/v1/responses" || path.hasPrefix("/v1/responses/") { return .openAIResponses }
-        if path == "/v1/chat/completions" { return .openAI }
+        if Self.isResponses(request.uri.path) { return .openAIResponses }
         return Self.isAnthropic(request) ? .anthropic : .openAI
     }
 
@@ -126,7 +132,7 @@ struct Forwarder: Sendable {
         let scope = try memory.scope(of: request)
         guard let session = scope.session, scope.mode != .off else {
             return try await self.relay(
-            self.upstreamRequest(request, body: body), context: context, errors: Self.errorShape(for: request))
+                self.upstreamRequest(request, body: body), context: context, errors: Self.errorShape(for: request))
         }
         let parsed: Dialect.Request
         do {
@@ -194,12 +200,14 @@ struct Forwarder: Sendable {
         )
         var response: Response
         do {
-            response = try await self.relay(upstreamRequest, context: context, observer: capture, errors: Dialect.errors)
+            response = try await self.relay(
+                upstreamRequest, context: context, observer: capture, errors: Dialect.errors)
         } catch {
             capture?.requestFailed()
             throw error
         }
-        for (name, value) in MemoryFlow.responseHeaders(session: session, injection: injection, backlogged: backlogged) {
+        for (name, value) in MemoryFlow.responseHeaders(session: session, injection: injection, backlogged: backlogged)
+        {
             response.headers[HTTPField.Name(name)!] = value
         }
         return response
@@ -328,13 +336,15 @@ struct Forwarder: Sendable {
             } catch let error as UpstreamError {
                 observer?.responseEnded(.upstreamFailed)
                 logger.warning("upstream failed mid-response", metadata: ["upstream.error": .string(error.description)])
-                throw error.isTimeout ? OpenAIError.upstreamTimeout(error.message) : .upstreamDisconnected(error.message)
+                throw error.isTimeout
+                    ? OpenAIError.upstreamTimeout(error.message) : .upstreamDisconnected(error.message)
             }
             let seconds = AccessLogMiddleware.seconds(since: start)
             timing.recordUpstream(seconds: seconds)
             metrics.recordUpstream(seconds: seconds, status: status)
             observer?.responseEnded(.completed)
-            return Response(status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: collected))
+            return Response(
+                status: HTTPResponse.Status(code: status), headers: headers, body: .init(byteBuffer: collected))
         }
         timing.markStreamed()
         let body = ResponseBody(contentLength: contentLength) { writer in
@@ -358,7 +368,8 @@ struct Forwarder: Sendable {
                 // Tell a streaming client what happened instead of leaving it hanging (openai-contract.md).
                 let event = OpenAIError(
                     status: .badGateway,
-                    message: "The upstream API closed the stream before it finished (\(error.message)). Retry the request.",
+                    message:
+                        "The upstream API closed the stream before it finished (\(error.message)). Retry the request.",
                     type: "server_error",
                     code: error.isTimeout ? "upstream_timeout" : "upstream_disconnected"
                 )

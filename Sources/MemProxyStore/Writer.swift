@@ -117,7 +117,8 @@ struct Writer: Sendable {
 
     /// Returns whether the item was written (false: skipped as a duplicate).
     private func write(
-        _ item: WriteItem, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory], changed: inout Set<String>
+        _ item: WriteItem, in db: Database, inserted: inout [RecallIndexCache.InsertedMemory],
+        changed: inout Set<String>
     ) throws -> Bool {
         switch item {
         case .exchange(let exchange): return try write(exchange, in: db, inserted: &inserted, changed: &changed)
@@ -134,15 +135,18 @@ struct Writer: Sendable {
         changed: inout Set<String>
     ) throws -> Bool {
         let time = exchange.createdAt.timeIntervalSince1970
-        let duplicate = try Bool.fetchOne(
-            db.cachedStatement(
-                sql: """
-                    SELECT 1 FROM exchanges
-                    WHERE session_id = ? AND request_hash = ? AND created_at BETWEEN ? AND ? LIMIT 1
-                    """
-            ),
-            arguments: [exchange.sessionID, exchange.requestHash, time - retryWindowSeconds, time + retryWindowSeconds]
-        ) ?? false
+        let duplicate =
+            try Bool.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT 1 FROM exchanges
+                        WHERE session_id = ? AND request_hash = ? AND created_at BETWEEN ? AND ? LIMIT 1
+                        """
+                ),
+                arguments: [
+                    exchange.sessionID, exchange.requestHash, time - retryWindowSeconds, time + retryWindowSeconds,
+                ]
+            ) ?? false
         if duplicate {
             logger.debug(
                 "skipping a retried exchange",
@@ -381,7 +385,9 @@ struct Writer: Sendable {
     /// the row's insert.
     static func json(ids: [String]) throws -> String {
         let plain = ids.allSatisfy { id in
-            id.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F }
+            id.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x41 && $0 <= 0x5A) || $0 == 0x5F
+            }
         }
         guard plain else { return try json(ids) }
         return "[" + ids.map { "\"" + $0 + "\"" }.joined(separator: ",") + "]"

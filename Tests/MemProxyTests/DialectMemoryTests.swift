@@ -21,7 +21,9 @@ enum TestAPI: String, CaseIterable, CustomStringConvertible {
         case .chat:
             object["messages"] = [["role": "user", "content": text]]
             if tools {
-                object["tools"] = [["type": "function", "function": ["name": "lookup", "parameters": ["type": "object"]]]]
+                object["tools"] = [
+                    ["type": "function", "function": ["name": "lookup", "parameters": ["type": "object"]]]
+                ]
             }
         case .responses:
             object["input"] = [["role": "user", "content": [["type": "input_text", "text": text]]]]
@@ -82,23 +84,28 @@ func memories(of session: String, count: Int, in store: SQLiteMemoryStore) async
 
 @Suite("Memory on every API", .timeLimit(.minutes(2)))
 struct DialectMemoryTests {
-    @Test("a fact told through one API is injected on the next request of the same session through each API", arguments: TestAPI.allCases)
+    @Test(
+        "a fact told through one API is injected on the next request of the same session through each API",
+        arguments: TestAPI.allCases)
     func factAcrossAPIs(told: TestAPI) async throws {
         let store = try makeStore()
         try await withProxy(memoryStore: store) { proxy in
             let session = "across-\(told)"
-            let (first, _) = try await proxy.call(told, told.body("My sister Alice lives in Reykjavik and keeps bees."), session: session)
+            let (first, _) = try await proxy.call(
+                told, told.body("My sister Alice lives in Reykjavik and keeps bees."), session: session)
             #expect(first.status == 200)
             #expect(first.header("X-Memory-Session") == session)
             _ = try await memories(of: session, count: 2, in: store)
             for asked in TestAPI.allCases {
-                let (response, _) = try await proxy.call(asked, asked.body("Where does my sister Alice live?"), session: session)
+                let (response, _) = try await proxy.call(
+                    asked, asked.body("Where does my sister Alice live?"), session: session)
                 #expect(response.status == 200, "\(asked)")
                 #expect(Int(response.header("X-Memory-Injected") ?? "") ?? 0 >= 1, "\(asked)")
                 let block = try asked.injectedText(in: proxy.lastBody(asked))
                 #expect(block.contains("<memory>") && block.contains("Reykjavik"), "\(asked): \(block)")
                 // Another session sees nothing.
-                let (other, _) = try await proxy.call(asked, asked.body("Where does my sister Alice live?"), session: "x-\(asked)-" + session)
+                let (other, _) = try await proxy.call(
+                    asked, asked.body("Where does my sister Alice live?"), session: "x-\(asked)-" + session)
                 #expect(other.header("X-Memory-Injected") == "0")
                 #expect(!proxy.lastBody(asked).contains("Reykjavik"))
             }
@@ -108,7 +115,9 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("a 3-round tool loop stores one user memory, and one assistant memory per round", arguments: TestAPI.allCases, [false, true])
+    @Test(
+        "a 3-round tool loop stores one user memory, and one assistant memory per round", arguments: TestAPI.allCases,
+        [false, true])
     func toolLoop(api: TestAPI, stream: Bool) async throws {
         let store = try makeStore()
         try await withProxy(memoryStore: store) { proxy in
@@ -129,7 +138,15 @@ struct DialectMemoryTests {
                 switch api {
                 case .chat:
                     rounds += [
-                        ["role": "assistant", "content": NSNull(), "tool_calls": [["id": "call_\(round)", "type": "function", "function": ["name": "lookup", "arguments": "{}"]]]],
+                        [
+                            "role": "assistant", "content": NSNull(),
+                            "tool_calls": [
+                                [
+                                    "id": "call_\(round)", "type": "function",
+                                    "function": ["name": "lookup", "arguments": "{}"],
+                                ]
+                            ],
+                        ],
                         ["role": "tool", "tool_call_id": "call_\(round)", "content": "result \(round)"],
                     ]
                 case .responses:
@@ -139,8 +156,21 @@ struct DialectMemoryTests {
                     ]
                 case .messages:
                     rounds += [
-                        ["role": "assistant", "content": [["type": "tool_use", "id": "toolu_\(round)", "name": "lookup", "input": [String: String]()]]],
-                        ["role": "user", "content": [["type": "tool_result", "tool_use_id": "toolu_\(round)", "content": "result \(round)"]]],
+                        [
+                            "role": "assistant",
+                            "content": [
+                                [
+                                    "type": "tool_use", "id": "toolu_\(round)", "name": "lookup",
+                                    "input": [String: String](),
+                                ]
+                            ],
+                        ],
+                        [
+                            "role": "user",
+                            "content": [
+                                ["type": "tool_result", "tool_use_id": "toolu_\(round)", "content": "result \(round)"]
+                            ],
+                        ],
                     ]
                 }
                 let (response, _) = try await proxy.call(api, request(rounds), session: session)
@@ -157,7 +187,9 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("a reply cut off mid-stream is stored marked incomplete, never injected, and a retry completes it in place", arguments: TestAPI.allCases)
+    @Test(
+        "a reply cut off mid-stream is stored marked incomplete, never injected, and a retry completes it in place",
+        arguments: TestAPI.allCases)
     func cutStream(api: TestAPI) async throws {
         let store = try makeStore()
         try await withProxy(memoryStore: store) { proxy in
@@ -166,7 +198,8 @@ struct DialectMemoryTests {
             let body = api.body(text, stream: true)
             // Cut after the first text deltas (the APIs open their streams with 1, 4 and 3 other events).
             let dropAfter = ["\(TestAPI.chat)": "4", "\(TestAPI.responses)": "6", "\(TestAPI.messages)": "5"]["\(api)"]!
-            let (cut, streamed) = try await proxy.call(api, body, session: session, headers: [("X-Fake-Drop-After", dropAfter)])
+            let (cut, streamed) = try await proxy.call(
+                api, body, session: session, headers: [("X-Fake-Drop-After", dropAfter)])
             #expect(cut.status == 200)
             // memproxy tells the client in the API's own shape that the stream broke off.
             switch api {
@@ -183,7 +216,8 @@ struct DialectMemoryTests {
             #expect(reply.content.hasPrefix("echo:") && reply.content.count < ("echo: " + text).count)
 
             // The partial reply is never injected, however well it matches.
-            let (next, _) = try await proxy.call(api, api.body("echo: tell me everything about zebras of Kenya"), session: session)
+            let (next, _) = try await proxy.call(
+                api, api.body("echo: tell me everything about zebras of Kenya"), session: session)
             #expect(next.status == 200)
             await store.flush()
             let injected = try store.injections(session: session, limit: 5).flatMap(\.memoryIDs)
@@ -203,9 +237,11 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("an upstream's own failure events make the reply incomplete", arguments: [
-        (TestAPI.responses, "failed"), (.responses, "incomplete"), (.messages, "error"),
-    ])
+    @Test(
+        "an upstream's own failure events make the reply incomplete",
+        arguments: [
+            (TestAPI.responses, "failed"), (.responses, "incomplete"), (.messages, "error"),
+        ])
     func failureEvents(api: TestAPI, final: String) async throws {
         let store = try makeStore()
         try await withProxy(memoryStore: store) { proxy in
@@ -223,12 +259,15 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("Anthropic with cache_control: system and tools stay byte-identical, the block is the last text block of the last user message")
+    @Test(
+        "Anthropic with cache_control: system and tools stay byte-identical, the block is the last text block of the last user message"
+    )
     func anthropicCacheControl() async throws {
         let store = try makeStore()
         try await withProxy(memoryStore: store) { proxy in
             let session = "cache"
-            _ = try await proxy.call(.messages, TestAPI.messages.body("My favourite tea is Darjeeling from Glenburn."), session: session)
+            _ = try await proxy.call(
+                .messages, TestAPI.messages.body("My favourite tea is Darjeeling from Glenburn."), session: session)
             _ = try await memories(of: session, count: 2, in: store)
             let system = #"[{"type":"text","text":"You are a tea sommelier.","cache_control":{"type":"ephemeral"}}]"#
             let tools = #"[{"name":"lookup","description":"Looks tea up","input_schema":{"type":"object"}}]"#
@@ -249,14 +288,20 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("stateful Responses: the block goes into instructions, and a previous_response_id continuation gets the same block")
+    @Test(
+        "stateful Responses: the block goes into instructions, and a previous_response_id continuation gets the same block"
+    )
     func statefulResponses() async throws {
         let store = try makeStore()
-        try await withProxy(memoryStore: store, configure: { config, _ in config.memory.placement = .lastUser }) { proxy in
+        try await withProxy(memoryStore: store, configure: { config, _ in config.memory.placement = .lastUser }) {
+            proxy in
             let session = "stateful"
-            _ = try await proxy.call(.responses, #"{"model":"m","input":"My passport number is X1234 and expires in May."}"#, session: session)
+            _ = try await proxy.call(
+                .responses, #"{"model":"m","input":"My passport number is X1234 and expires in May."}"#,
+                session: session)
             _ = try await memories(of: session, count: 2, in: store)
-            let ask = #"{"model":"m","previous_response_id":"resp_earlier","input":"When does my passport expire?","tools":[{"type":"function","name":"lookup","parameters":{"type":"object"}}]}"#
+            let ask =
+                #"{"model":"m","previous_response_id":"resp_earlier","input":"When does my passport expire?","tools":[{"type":"function","name":"lookup","parameters":{"type":"object"}}]}"#
             let (first, text) = try await proxy.call(.responses, ask, session: session)
             #expect(first.status == 200)
             let firstUpstream = try jsonObject(proxy.lastBody(.responses))
@@ -266,7 +311,8 @@ struct DialectMemoryTests {
             #expect(firstUpstream["input"] as? String == "When does my passport expire?")
             let responseID = try #require(try jsonObject(text)["id"] as? String)
 
-            let continuation = #"{"model":"m","previous_response_id":"\#(responseID)","input":[{"type":"function_call_output","call_id":"call_1","output":"May 2031"}]}"#
+            let continuation =
+                #"{"model":"m","previous_response_id":"\#(responseID)","input":[{"type":"function_call_output","call_id":"call_1","output":"May 2031"}]}"#
             let (second, _) = try await proxy.call(.responses, continuation, session: session)
             #expect(second.status == 200)
             #expect(second.header("X-Memory-Injected") == first.header("X-Memory-Injected"))
@@ -287,51 +333,66 @@ struct DialectMemoryTests {
 
     @Test("a continuation after a restart finds the earlier response's block in the injection log")
     func continuationAfterRestart() async throws {
-        let database = FileManager.default.temporaryDirectory.appendingPathComponent("memproxy-test-\(UUID().uuidString).db").path
+        let database = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "memproxy-test-\(UUID().uuidString).db"
+        ).path
         var responseID = ""
         var instructions = ""
         try await withProxy(configure: { config, _ in config.memory.database = database }) { proxy in
-            _ = try await proxy.call(.responses, #"{"model":"m","input":"The garage door code is 8812."}"#, session: "restart")
-            let ask = #"{"model":"m","input":"What is the garage door code?","tools":[{"type":"function","name":"lookup","parameters":{"type":"object"}}]}"#
+            _ = try await proxy.call(
+                .responses, #"{"model":"m","input":"The garage door code is 8812."}"#, session: "restart")
+            let ask =
+                #"{"model":"m","input":"What is the garage door code?","tools":[{"type":"function","name":"lookup","parameters":{"type":"object"}}]}"#
             try await eventually("the fact to be recallable") {
-                let (response, text) = try await proxy.call(.responses, ask, session: "restart", headers: [("X-Memory-Mode", "read")])
+                let (response, text) = try await proxy.call(
+                    .responses, ask, session: "restart", headers: [("X-Memory-Mode", "read")])
                 responseID = try jsonObject(text)["id"] as? String ?? ""
                 return response.header("X-Memory-Injected") != "0"
             }
             instructions = try #require(try jsonObject(proxy.lastBody(.responses))["instructions"] as? String)
         }
         try await withProxy(configure: { config, _ in config.memory.database = database }) { proxy in
-            let continuation = #"{"model":"m","previous_response_id":"\#(responseID)","input":[{"type":"function_call_output","call_id":"c","output":"8812"}]}"#
+            let continuation =
+                #"{"model":"m","previous_response_id":"\#(responseID)","input":[{"type":"function_call_output","call_id":"c","output":"8812"}]}"#
             let (response, _) = try await proxy.call(.responses, continuation, session: "restart")
             #expect(response.status == 200)
             #expect(try jsonObject(proxy.lastBody(.responses))["instructions"] as? String == instructions)
         }
     }
 
-    @Test("memory.placement = last_user leaves every earlier byte as sent and appends the block to the newest user message")
+    @Test(
+        "memory.placement = last_user leaves every earlier byte as sent and appends the block to the newest user message"
+    )
     func lastUserPlacement() async throws {
         let store = try makeStore()
-        try await withProxy(memoryStore: store, configure: { config, _ in config.memory.placement = .lastUser }) { proxy in
+        try await withProxy(memoryStore: store, configure: { config, _ in config.memory.placement = .lastUser }) {
+            proxy in
             let session = "last-user"
             _ = try await proxy.call(.chat, TestAPI.chat.body("Our wifi password is cormorant-42."), session: session)
             _ = try await memories(of: session, count: 2, in: store)
-            let prefix = #"{"model":"fake-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"#
+            let prefix =
+                #"{"model":"fake-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"#
             let (chat, _) = try await proxy.call(.chat, prefix + #""What is our wifi password?"}]}"#, session: session)
             #expect(Int(chat.header("X-Memory-Injected") ?? "") ?? 0 >= 1)
             let upstream = proxy.lastBody(.chat)
             #expect(upstream.hasPrefix(prefix + #""What is our wifi password?\n\n<memory>"#))
 
-            let (responses, _) = try await proxy.call(.responses, #"{"model":"m","instructions":"Be terse.","input":"What is our wifi password?"}"#, session: session)
+            let (responses, _) = try await proxy.call(
+                .responses, #"{"model":"m","instructions":"Be terse.","input":"What is our wifi password?"}"#,
+                session: session)
             #expect(Int(responses.header("X-Memory-Injected") ?? "") ?? 0 >= 1)
             let object = try jsonObject(proxy.lastBody(.responses))
             #expect(object["instructions"] as? String == "Be terse.")
             #expect((object["input"] as? String)?.hasPrefix("What is our wifi password?\n\n<memory>") == true)
 
-            let (messages, _) = try await proxy.call(.messages, TestAPI.messages.body("What is our wifi password?", extra: ["system": "Be terse."]), session: session)
+            let (messages, _) = try await proxy.call(
+                .messages, TestAPI.messages.body("What is our wifi password?", extra: ["system": "Be terse."]),
+                session: session)
             #expect(Int(messages.header("X-Memory-Injected") ?? "") ?? 0 >= 1)
             let anthropic = try jsonObject(proxy.lastBody(.messages))
             #expect(anthropic["system"] as? String == "Be terse.")
-            let content = try #require((anthropic["messages"] as? [[String: Any]])?.last?["content"] as? [[String: Any]])
+            let content = try #require(
+                (anthropic["messages"] as? [[String: Any]])?.last?["content"] as? [[String: Any]])
             #expect(content.map { $0["type"] as? String } == ["text", "text"])
             #expect((content.last?["text"] as? String)?.contains("cormorant-42") == true)
         }
@@ -347,18 +408,22 @@ struct DialectMemoryTests {
             #expect((error["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
             #expect(((error["error"] as? [String: Any])?["message"] as? String)?.isEmpty == false)
 
-            let (badSession, sessionText) = try await proxy.call(.messages, TestAPI.messages.body("hi"), session: String(repeating: "s", count: 201))
+            let (badSession, sessionText) = try await proxy.call(
+                .messages, TestAPI.messages.body("hi"), session: String(repeating: "s", count: 201))
             #expect(badSession.status == 400)
-            #expect((try jsonObject(sessionText)["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
+            #expect(
+                (try jsonObject(sessionText)["error"] as? [String: Any])?["type"] as? String == "invalid_request_error")
 
             // upstream.anthropic_url points at a closed port: 502 in Anthropic's shape; OpenAI routes still work.
-            let (unreachable, unreachableText) = try await proxy.call(.messages, TestAPI.messages.body("hi"), session: "errors")
+            let (unreachable, unreachableText) = try await proxy.call(
+                .messages, TestAPI.messages.body("hi"), session: "errors")
             #expect(unreachable.status == 502)
             #expect((try jsonObject(unreachableText)["error"] as? [String: Any])?["type"] as? String == "api_error")
             let (chat, _) = try await proxy.call(.chat, TestAPI.chat.body("hi"), session: "errors")
             #expect(chat.status == 200)
 
-            let (responses, responsesText) = try await proxy.call(.responses, #"{"model":"m","input":7}"#, session: "errors")
+            let (responses, responsesText) = try await proxy.call(
+                .responses, #"{"model":"m","input":7}"#, session: "errors")
             #expect(responses.status == 400)
             let openAI = try #require(try jsonObject(responsesText)["error"] as? [String: Any])
             #expect(openAI["param"] as? String == "input")
@@ -366,7 +431,9 @@ struct DialectMemoryTests {
         }
     }
 
-    @Test("Anthropic requests go to upstream.anthropic_url with upstream.anthropic_api_key; the OpenAI key never goes there")
+    @Test(
+        "Anthropic requests go to upstream.anthropic_url with upstream.anthropic_api_key; the OpenAI key never goes there"
+    )
     func anthropicUpstream() async throws {
         try await withProxy(configure: { config, fakePort in
             config.upstream.url = "http://127.0.0.1:9"
@@ -377,7 +444,8 @@ struct DialectMemoryTests {
             let (response, _) = try await proxy.fetch(
                 "POST", "/v1/messages",
                 headers: [
-                    ("Content-Type", "application/json"), ("x-api-key", "client-key"), ("anthropic-version", "2023-06-01"),
+                    ("Content-Type", "application/json"), ("x-api-key", "client-key"),
+                    ("anthropic-version", "2023-06-01"),
                     ("Authorization", "Bearer client-key"),
                     ("anthropic-beta", "prompt-caching-2024-07-31"),
                 ],
