@@ -17,17 +17,18 @@ import Synchronization
 /// session in use is always kept, however large).
 ///
 /// **Recall without a database read.** Most recalls need no SQL at all: the writer appends what it commits to the
-/// cached indexes itself (``finishCommit(_:)``), and the cache remembers the WAL header (``WALHeaderProbe``) of the
-/// database state its *fresh* entries reflect (the view). When the header is still the view, nobody (no other
-/// connection of this process, no other process) has committed since, and a fresh entry is the session's current
-/// state: ``withCurrentIndex(session:_:)`` ranks it on the caller's thread. Any other commit (the memory API, the
-/// CLI, plain SQL, pruning) moves the header away from the view, and recalls go back to ``withIndex(_:session:commitsBefore:_:)``
-/// (a read transaction that checks the session's row), which also marks the entries it verified fresh again.
+/// cached indexes itself (``finishCommit(_:)``), and the cache remembers the commit counter (``CommitSignal``; on
+/// SQLite the WAL header, ``WALHeaderProbe``) of the database state its *fresh* entries reflect (the view). When the
+/// counter is still the view, nobody (no other connection of this process, no other process) has committed since,
+/// and a fresh entry is the session's current state: ``withCurrentIndex(session:_:)`` ranks it on the caller's
+/// thread. Any other commit (the memory API, the CLI, plain SQL, pruning) moves the counter away from the view, and
+/// recalls go back to ``withIndex(_:session:commitsBefore:_:)`` (a read transaction that checks the session's row),
+/// which also marks the entries it verified fresh again.
 final class RecallIndexCache: Sendable {
     let tokenizer: TextTokenizer
     let maxMemories: Int
-    /// The database's wal-index header; `nil` (no fast path) when it cannot be read.
-    let probe: WALHeaderProbe?
+    /// The database's commit counter (on SQLite the wal-index header); `nil` (no fast path) when it cannot be read.
+    let commits: (any CommitSignal)?
     let state: Mutex<State>
     private let logger: Logger
     /// Memories indexed across sessions.
@@ -44,7 +45,8 @@ final class RecallIndexCache: Sendable {
         var total = 0
         /// Entries whose `generation` is this one are fresh: they reflect the database state of `view`.
         var generation: UInt64 = 1
-        /// The WAL commit counter of the state fresh entries reflect; `nil` before the first verified read.
+        /// The commit counter (``CommitSignal``) of the state fresh entries reflect; `nil` before the first verified
+        /// read.
         var view: UInt32?
         /// The counter the writer's transaction will leave when it commits: between its commit and
         /// ``finishCommit(_:)``, fresh entries are still a consistent (slightly older) snapshot, and nobody can know
@@ -72,29 +74,20 @@ final class RecallIndexCache: Sendable {
         var generation: UInt64 = 0
     }
 
-    /// - Parameter databasePath: The WAL database's path, for reading recall without SQL; `nil` disables it.
+    /// - Parameter commits: The database's commit counter, for recall without a database read; `nil` disables it.
     init(
         maxMemories: Int,
-        databasePath: String? = nil,
+        commits: (any CommitSignal)? = nil,
         logger: Logger = Logger(label: "memproxy.store", factory: { _ in SwiftLogNoOpLogHandler() }),
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws {
         tokenizer = try TextTokenizer()
         self.maxMemories = max(0, maxMemories)
-        probe = databasePath.flatMap { WALHeaderProbe(databasePath: $0) }
+        self.commits = commits
         state = Mutex(State())
         self.logger = logger
         indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
         builds = Counter(label: "memory.recall_index.builds", dimensions: [], factory: metricsFactory)
-        if let databasePath, probe == nil {
-            logger.info(
-                "memory.recall_reads_database_always",
-                metadata: [
-                    "memory.db": "\(databasePath)",
-                    "reason": "cannot read the WAL index header (-shm file): every recall reads the database",
-                ]
-            )
-        }
         memoryReads = Counter(
             label: "memory.recall_index.reads", dimensions: [("source", "memory")], factory: metricsFactory)
         databaseReads = Counter(
@@ -107,7 +100,7 @@ final class RecallIndexCache: Sendable {
     /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
     /// session has no row (no memory was ever stored, or it was forgotten).
     ///
-    /// `commitsBefore`: the WAL commit counter (``WALHeaderProbe``) read *before* the read transaction began (GRDB
+    /// `commitsBefore`: the commit counter (``commitCounter()``) read *before* the read transaction began (GRDB
     /// starts it, and its snapshot, before `db` is handed over); when no commit follows until the session's row is
     /// read, the index is known to reflect that state and is marked current (see the type's documentation).
     func withIndex<T>(
@@ -166,9 +159,9 @@ final class RecallIndexCache: Sendable {
         return result
     }
 
-    /// The WAL commit counter now (``WALHeaderProbe``); for ``withIndex(_:session:commitsBefore:_:)``, read it before
-    /// the read begins.
-    func commitCounter() -> UInt32? { probe?.read()?.change }
+    /// The commit counter now (``CommitSignal``); for ``withIndex(_:session:commitsBefore:_:)``, read it before the
+    /// read begins.
+    func commitCounter() -> UInt32? { commits?.commitCounter() }
 
     /// Runs `body` with the session's index when it is known to be current without reading the database (see
     /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:commitsBefore:_:)``).

@@ -135,10 +135,12 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             )
         }
         self.dbPool = pool
+        // Recall learns of other connections' and processes' commits from the WAL index header.
+        let probe = WALHeaderProbe(databasePath: configuration.path)
         do {
             self.recallCache = try RecallIndexCache(
                 maxMemories: configuration.maxCachedMemories,
-                databasePath: configuration.path,
+                commits: probe,
                 logger: logger,
                 metricsFactory: metricsFactory ?? MetricsSystem.factory
             )
@@ -147,6 +149,15 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                 .cannotOpen,
                 "this SQLite library has no FTS5 porter tokenizer, which recall needs: install a SQLite built with FTS5",
                 cause: error
+            )
+        }
+        if probe == nil {
+            logger.info(
+                "memory.recall_reads_database_always",
+                metadata: [
+                    "memory.db": "\(configuration.path)",
+                    "reason": "cannot read the WAL index header (-shm file): every recall reads the database",
+                ]
             )
         }
         self.queue = Mutex(WriteQueue())
