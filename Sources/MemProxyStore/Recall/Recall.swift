@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import MemProxyCore
 
 /// What recall searches for: the query's terms and whether it asks about time.
@@ -20,7 +19,7 @@ enum Recall {
     /// first, at most `proceduralLimit`) and, with a query, its best other memories for it (at most `limit`, or
     /// `limit` minus the procedural ones with `proceduralCountsTowardLimit`).
     static func context(
-        _ db: Database,
+        _ rows: some SessionRows,
         cache: RecallIndexCache,
         session: String,
         query: RecallQuery?,
@@ -30,7 +29,7 @@ enum Recall {
         settings: RecallSettings,
         commitsBefore: UInt32? = nil
     ) throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
-        try cache.withIndex(db, session: session, commitsBefore: commitsBefore) { index in
+        try cache.withIndex(rows, session: session, commitsBefore: commitsBefore) { index in
             rank(
                 index, tokenizer: cache.tokenizer, query: query, limit: limit, proceduralLimit: proceduralLimit,
                 proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings)

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 import Metrics
 import Synchronization
@@ -7,10 +6,10 @@ import Synchronization
 /// The in-memory recall indexes (``SessionIndex``) of recently used sessions, kept in step with the database.
 ///
 /// Every recall reads its session's row (`key`, `next_seq`, `revision`) in the same read transaction as
-/// everything else, and brings the session's index up to that state first: rows inserted since are appended
-/// (the common case: an exchange was just stored), and any update or delete of the session's memories
-/// (`revision`, bumped by triggers, schema v5) or an insert that lands earlier in the timeline rebuilds it
-/// from the table. So the index always reflects what the database holds, whoever wrote it (the writer, the
+/// everything else (through ``SessionRows``, which each backend implements over its reads), and brings the session's
+/// index up to that state first: rows inserted since are appended (the common case: an exchange was just stored),
+/// and any update or delete of the session's memories (`revision`, bumped by triggers, schema v5) or an insert that
+/// lands earlier in the timeline rebuilds it from the table. So the index always reflects what the database holds, whoever wrote it (the writer, the
 /// memory API, the CLI from another process).
 ///
 /// The cache holds at most ``maxMemories`` memories (least recently used sessions are dropped first; the
@@ -97,29 +96,23 @@ final class RecallIndexCache: Sendable {
     /// Sessions this large log their index build at info level (smaller ones at debug).
     static let loggedBuildSize = 10_000
 
-    /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
-    /// session has no row (no memory was ever stored, or it was forgotten).
+    /// Runs `body` with the session's index, up to date with the database as `rows` (one read transaction) sees it;
+    /// `nil` when the session has no row (no memory was ever stored, or it was forgotten).
     ///
     /// `commitsBefore`: the commit counter (``commitCounter()``) read *before* the read transaction began (GRDB
-    /// starts it, and its snapshot, before `db` is handed over); when no commit follows until the session's row is
-    /// read, the index is known to reflect that state and is marked current (see the type's documentation).
+    /// starts it, and its snapshot, before `db` is handed over as `rows`); when no commit follows until the session's
+    /// row is read, the index is known to reflect that state and is marked current (see the type's documentation).
     func withIndex<T>(
-        _ db: Database,
+        _ rows: some SessionRows,
         session: String,
         commitsBefore before: UInt32? = nil,
         _ body: (SessionIndex) throws -> (T, [UInt64: Int])
     ) throws -> T? {
-        guard
-            let row = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
-                arguments: [session]
-            )
-        else {
+        guard let row = try rows.sessionState(session) else {
             drop(session)
             return nil
         }
-        let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
+        let (key, nextSeq, revision, memories) = (row.key, row.nextSeq, row.revision, row.memoryCount)
         // Nobody committed between the two counter reads, so this read transaction (whose snapshot was taken between
         // them) sees the state of `before`.
         let verified = before != nil && commitCounter() == before ? before : nil
@@ -144,11 +137,11 @@ final class RecallIndexCache: Sendable {
         if let cached = entry.index, cached.key == key, cached.revision >= revision {
             index = cached
             entry.index = nil  // unique owner while it is extended (no copy of its arrays)
-            if index.nextSeq < nextSeq, try !catchUp(&index, db: db, nextSeq: nextSeq) {
-                index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            if index.nextSeq < nextSeq, try !catchUp(&index, rows: rows, nextSeq: nextSeq) {
+                index = try build(entry, rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
             }
         } else {
-            index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            index = try build(entry, rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
         }
         let (result, frequencies) = try body(index)
         for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }
@@ -250,18 +243,16 @@ final class RecallIndexCache: Sendable {
         }
     }
 
-    private static let selectColumns = "\(Writer.memoryColumns), m.seq"
-
     /// Sessions at least this large are "being built" while their index is built (see ``RecallIndexBuilding``).
     static let largeSession = 10_000
 
     /// ``load(_:session:key:nextSeq:revision:)``, with the entry marked as building meanwhile.
     private func build(
-        _ entry: Entry, _ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64
+        _ entry: Entry, _ rows: some SessionRows, session: String, key: Int64, nextSeq: Int64, revision: Int64
     ) throws -> SessionIndex {
         state.withLock { _ in entry.building = true }
         defer { state.withLock { _ in entry.building = false } }
-        return try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+        return try load(rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
     }
 
     /// Marks a session's index as being built (tests).
@@ -274,7 +265,7 @@ final class RecallIndexCache: Sendable {
     }
 
     /// The session's index built from its rows.
-    private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws
+    private func load(_ rows: some SessionRows, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws
         -> SessionIndex
     {
         let start = ContinuousClock.now
@@ -293,30 +284,16 @@ final class RecallIndexCache: Sendable {
                 logger.debug("memory.recall_index_built", metadata: metadata)
             }
         }
-        let cursor = try Row.fetchCursor(
-            db.cachedStatement(
-                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.session_id = ? ORDER BY m.created_at, m.seq"
-            ),
-            arguments: [session]
-        )
-        while let row = try cursor.next() {
-            index.append(Writer.memory(from: row), seq: row[10], tokenizer: tokenizer)
+        try rows.forEachMemory(ofSession: session) { memory, seq in
+            index.append(memory, seq: seq, tokenizer: tokenizer)
         }
         return index
     }
 
     /// Appends the rows inserted since the index was built; false when one of them does not sort last (the
     /// index must then be rebuilt).
-    private func catchUp(_ index: inout SessionIndex, db: Database, nextSeq: Int64) throws -> Bool {
-        let range = Schema.rowRange(sessionKey: index.key)
-        let rows = try Row.fetchAll(
-            db.cachedStatement(
-                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.seq BETWEEN ? AND ? ORDER BY m.seq"),
-            arguments: [range.lower | index.nextSeq, range.upper]
-        )
-        for row in rows {
-            let memory = Writer.memory(from: row)
-            let seq: Int64 = row[10]
+    private func catchUp(_ index: inout SessionIndex, rows: some SessionRows, nextSeq: Int64) throws -> Bool {
+        for (memory, seq) in try rows.memories(sessionKey: index.key, fromNumber: index.nextSeq) {
             guard index.sortsLast(createdAt: memory.createdAt.timeIntervalSince1970, seq: seq) else { return false }
             index.append(memory, seq: seq, tokenizer: tokenizer)
         }
