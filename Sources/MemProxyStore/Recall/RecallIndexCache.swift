@@ -9,8 +9,8 @@ import Synchronization
 /// everything else (through ``SessionRows``, which each backend implements over its reads), and brings the session's
 /// index up to that state first: rows inserted since are appended (the common case: an exchange was just stored),
 /// and any update or delete of the session's memories (`revision`, bumped by triggers, schema v5) or an insert that
-/// lands earlier in the timeline rebuilds it from the table. So the index always reflects what the database holds, whoever wrote it (the writer, the
-/// memory API, the CLI from another process).
+/// lands earlier in the timeline rebuilds it from the table. So the index always reflects what the database holds,
+/// whoever wrote it (the writer, the memory API, the CLI from another process).
 ///
 /// The cache holds at most ``maxMemories`` memories (least recently used sessions are dropped first; the
 /// session in use is always kept, however large).

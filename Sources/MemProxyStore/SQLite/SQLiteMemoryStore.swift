@@ -8,7 +8,9 @@ import Synchronization
 
 /// The SQLite (GRDB) implementation of ``MemoryStore``.
 ///
-/// - Reads (`recall`) run on the pool's readers, concurrently with writes (WAL).
+/// - Reads (`recall`) run on the pool's readers, concurrently with writes (WAL). Recall ranks in memory
+///   (``RecallIndexCache``, shared by every backend); this store hands it a read's `Database` as ``SessionRows`` and
+///   the WAL commit counter (``WALHeaderProbe``) as ``CommitSignal``.
 /// - Writes submitted with `submit` are queued in memory and committed by ``run()``, the single writer, in
 ///   batched transactions; `submit` never waits for disk. Run the store as a `Service` in a `ServiceGroup`:
 ///   on graceful shutdown (or cancellation) it commits everything queued, then returns.
