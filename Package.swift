@@ -37,7 +37,8 @@ let package = Package(
             name: "MemProxyCore",
             swiftSettings: swiftSettings
         ),
-        // MemoryStore protocol + SQLite (GRDB) implementation with FTS5 and a batching writer.
+        // MemoryStore protocols and models; Recall/: the in-memory recall every backend shares; SQLite/: the SQLite
+        // (GRDB) implementation with its batching writer.
         .target(
             name: "MemProxyStore",
             dependencies: [

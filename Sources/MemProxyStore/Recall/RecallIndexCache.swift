@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Logging
 import Metrics
 import Synchronization
@@ -7,27 +6,28 @@ import Synchronization
 /// The in-memory recall indexes (``SessionIndex``) of recently used sessions, kept in step with the database.
 ///
 /// Every recall reads its session's row (`key`, `next_seq`, `revision`) in the same read transaction as
-/// everything else, and brings the session's index up to that state first: rows inserted since are appended
-/// (the common case: an exchange was just stored), and any update or delete of the session's memories
-/// (`revision`, bumped by triggers, schema v5) or an insert that lands earlier in the timeline rebuilds it
-/// from the table. So the index always reflects what the database holds, whoever wrote it (the writer, the
-/// memory API, the CLI from another process).
+/// everything else (through ``SessionRows``, which each backend implements over its reads), and brings the session's
+/// index up to that state first: rows inserted since are appended (the common case: an exchange was just stored),
+/// and any update or delete of the session's memories (`revision`, bumped by triggers, schema v5) or an insert that
+/// lands earlier in the timeline rebuilds it from the table. So the index always reflects what the database holds,
+/// whoever wrote it (the writer, the memory API, the CLI from another process).
 ///
 /// The cache holds at most ``maxMemories`` memories (least recently used sessions are dropped first; the
 /// session in use is always kept, however large).
 ///
 /// **Recall without a database read.** Most recalls need no SQL at all: the writer appends what it commits to the
-/// cached indexes itself (``finishCommit(_:)``), and the cache remembers the WAL header (``WALHeaderProbe``) of the
-/// database state its *fresh* entries reflect (the view). When the header is still the view, nobody (no other
-/// connection of this process, no other process) has committed since, and a fresh entry is the session's current
-/// state: ``withCurrentIndex(session:_:)`` ranks it on the caller's thread. Any other commit (the memory API, the
-/// CLI, plain SQL, pruning) moves the header away from the view, and recalls go back to ``withIndex(_:session:commitsBefore:_:)``
-/// (a read transaction that checks the session's row), which also marks the entries it verified fresh again.
+/// cached indexes itself (``finishCommit(_:)``), and the cache remembers the commit counter (``CommitSignal``; on
+/// SQLite the WAL header, ``WALHeaderProbe``) of the database state its *fresh* entries reflect (the view). When the
+/// counter is still the view, nobody (no other connection of this process, no other process) has committed since,
+/// and a fresh entry is the session's current state: ``withCurrentIndex(session:_:)`` ranks it on the caller's
+/// thread. Any other commit (the memory API, the CLI, plain SQL, pruning) moves the counter away from the view, and
+/// recalls go back to ``withIndex(_:session:commitsBefore:_:)`` (a read transaction that checks the session's row),
+/// which also marks the entries it verified fresh again.
 final class RecallIndexCache: Sendable {
     let tokenizer: TextTokenizer
     let maxMemories: Int
-    /// The database's wal-index header; `nil` (no fast path) when it cannot be read.
-    let probe: WALHeaderProbe?
+    /// The database's commit counter (on SQLite the wal-index header); `nil` (no fast path) when it cannot be read.
+    let commits: (any CommitSignal)?
     let state: Mutex<State>
     private let logger: Logger
     /// Memories indexed across sessions.
@@ -44,7 +44,8 @@ final class RecallIndexCache: Sendable {
         var total = 0
         /// Entries whose `generation` is this one are fresh: they reflect the database state of `view`.
         var generation: UInt64 = 1
-        /// The WAL commit counter of the state fresh entries reflect; `nil` before the first verified read.
+        /// The commit counter (``CommitSignal``) of the state fresh entries reflect; `nil` before the first verified
+        /// read.
         var view: UInt32?
         /// The counter the writer's transaction will leave when it commits: between its commit and
         /// ``finishCommit(_:)``, fresh entries are still a consistent (slightly older) snapshot, and nobody can know
@@ -72,29 +73,20 @@ final class RecallIndexCache: Sendable {
         var generation: UInt64 = 0
     }
 
-    /// - Parameter databasePath: The WAL database's path, for reading recall without SQL; `nil` disables it.
+    /// - Parameter commits: The database's commit counter, for recall without a database read; `nil` disables it.
     init(
         maxMemories: Int,
-        databasePath: String? = nil,
+        commits: (any CommitSignal)? = nil,
         logger: Logger = Logger(label: "memproxy.store", factory: { _ in SwiftLogNoOpLogHandler() }),
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws {
         tokenizer = try TextTokenizer()
         self.maxMemories = max(0, maxMemories)
-        probe = databasePath.flatMap { WALHeaderProbe(databasePath: $0) }
+        self.commits = commits
         state = Mutex(State())
         self.logger = logger
         indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
         builds = Counter(label: "memory.recall_index.builds", dimensions: [], factory: metricsFactory)
-        if let databasePath, probe == nil {
-            logger.info(
-                "memory.recall_reads_database_always",
-                metadata: [
-                    "memory.db": "\(databasePath)",
-                    "reason": "cannot read the WAL index header (-shm file): every recall reads the database",
-                ]
-            )
-        }
         memoryReads = Counter(
             label: "memory.recall_index.reads", dimensions: [("source", "memory")], factory: metricsFactory)
         databaseReads = Counter(
@@ -104,29 +96,23 @@ final class RecallIndexCache: Sendable {
     /// Sessions this large log their index build at info level (smaller ones at debug).
     static let loggedBuildSize = 10_000
 
-    /// Runs `body` with the session's index, up to date with the database as `db` sees it; `nil` when the
-    /// session has no row (no memory was ever stored, or it was forgotten).
+    /// Runs `body` with the session's index, up to date with the database as `rows` (one read transaction) sees it;
+    /// `nil` when the session has no row (no memory was ever stored, or it was forgotten).
     ///
-    /// `commitsBefore`: the WAL commit counter (``WALHeaderProbe``) read *before* the read transaction began (GRDB
-    /// starts it, and its snapshot, before `db` is handed over); when no commit follows until the session's row is
-    /// read, the index is known to reflect that state and is marked current (see the type's documentation).
+    /// `commitsBefore`: the commit counter (``commitCounter()``) read *before* the read transaction began (GRDB
+    /// starts it, and its snapshot, before `db` is handed over as `rows`); when no commit follows until the session's
+    /// row is read, the index is known to reflect that state and is marked current (see the type's documentation).
     func withIndex<T>(
-        _ db: Database,
+        _ rows: some SessionRows,
         session: String,
         commitsBefore before: UInt32? = nil,
         _ body: (SessionIndex) throws -> (T, [UInt64: Int])
     ) throws -> T? {
-        guard
-            let row = try Row.fetchOne(
-                db.cachedStatement(
-                    sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
-                arguments: [session]
-            )
-        else {
+        guard let row = try rows.sessionState(session) else {
             drop(session)
             return nil
         }
-        let (key, nextSeq, revision, memories): (Int64, Int64, Int64, Int) = (row[0], row[1], row[2], row[3])
+        let (key, nextSeq, revision, memories) = (row.key, row.nextSeq, row.revision, row.memoryCount)
         // Nobody committed between the two counter reads, so this read transaction (whose snapshot was taken between
         // them) sees the state of `before`.
         let verified = before != nil && commitCounter() == before ? before : nil
@@ -151,11 +137,11 @@ final class RecallIndexCache: Sendable {
         if let cached = entry.index, cached.key == key, cached.revision >= revision {
             index = cached
             entry.index = nil  // unique owner while it is extended (no copy of its arrays)
-            if index.nextSeq < nextSeq, try !catchUp(&index, db: db, nextSeq: nextSeq) {
-                index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            if index.nextSeq < nextSeq, try !catchUp(&index, rows: rows, nextSeq: nextSeq) {
+                index = try build(entry, rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
             }
         } else {
-            index = try build(entry, db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+            index = try build(entry, rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
         }
         let (result, frequencies) = try body(index)
         for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }
@@ -166,9 +152,9 @@ final class RecallIndexCache: Sendable {
         return result
     }
 
-    /// The WAL commit counter now (``WALHeaderProbe``); for ``withIndex(_:session:commitsBefore:_:)``, read it before
-    /// the read begins.
-    func commitCounter() -> UInt32? { probe?.read()?.change }
+    /// The commit counter now (``CommitSignal``); for ``withIndex(_:session:commitsBefore:_:)``, read it before the
+    /// read begins.
+    func commitCounter() -> UInt32? { commits?.commitCounter() }
 
     /// Runs `body` with the session's index when it is known to be current without reading the database (see
     /// the type's documentation); `nil` when it is not (the caller reads through ``withIndex(_:session:commitsBefore:_:)``).
@@ -257,18 +243,16 @@ final class RecallIndexCache: Sendable {
         }
     }
 
-    private static let selectColumns = "\(Writer.memoryColumns), m.seq"
-
     /// Sessions at least this large are "being built" while their index is built (see ``RecallIndexBuilding``).
     static let largeSession = 10_000
 
     /// ``load(_:session:key:nextSeq:revision:)``, with the entry marked as building meanwhile.
     private func build(
-        _ entry: Entry, _ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64
+        _ entry: Entry, _ rows: some SessionRows, session: String, key: Int64, nextSeq: Int64, revision: Int64
     ) throws -> SessionIndex {
         state.withLock { _ in entry.building = true }
         defer { state.withLock { _ in entry.building = false } }
-        return try load(db, session: session, key: key, nextSeq: nextSeq, revision: revision)
+        return try load(rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
     }
 
     /// Marks a session's index as being built (tests).
@@ -281,7 +265,7 @@ final class RecallIndexCache: Sendable {
     }
 
     /// The session's index built from its rows.
-    private func load(_ db: Database, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws
+    private func load(_ rows: some SessionRows, session: String, key: Int64, nextSeq: Int64, revision: Int64) throws
         -> SessionIndex
     {
         let start = ContinuousClock.now
@@ -300,30 +284,16 @@ final class RecallIndexCache: Sendable {
                 logger.debug("memory.recall_index_built", metadata: metadata)
             }
         }
-        let cursor = try Row.fetchCursor(
-            db.cachedStatement(
-                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.session_id = ? ORDER BY m.created_at, m.seq"
-            ),
-            arguments: [session]
-        )
-        while let row = try cursor.next() {
-            index.append(Writer.memory(from: row), seq: row[10], tokenizer: tokenizer)
+        try rows.forEachMemory(ofSession: session) { memory, seq in
+            index.append(memory, seq: seq, tokenizer: tokenizer)
         }
         return index
     }
 
     /// Appends the rows inserted since the index was built; false when one of them does not sort last (the
     /// index must then be rebuilt).
-    private func catchUp(_ index: inout SessionIndex, db: Database, nextSeq: Int64) throws -> Bool {
-        let range = Schema.rowRange(sessionKey: index.key)
-        let rows = try Row.fetchAll(
-            db.cachedStatement(
-                sql: "SELECT \(Self.selectColumns) FROM memories m WHERE m.seq BETWEEN ? AND ? ORDER BY m.seq"),
-            arguments: [range.lower | index.nextSeq, range.upper]
-        )
-        for row in rows {
-            let memory = Writer.memory(from: row)
-            let seq: Int64 = row[10]
+    private func catchUp(_ index: inout SessionIndex, rows: some SessionRows, nextSeq: Int64) throws -> Bool {
+        for (memory, seq) in try rows.memories(sessionKey: index.key, fromNumber: index.nextSeq) {
             guard index.sortsLast(createdAt: memory.createdAt.timeIntervalSince1970, seq: seq) else { return false }
             index.append(memory, seq: seq, tokenizer: tokenizer)
         }

@@ -45,3 +45,8 @@ final class WALHeaderProbe: Sendable {
         return WALHeader(change: fields.2)
     }
 }
+
+/// On SQLite, recall learns of other commits from the WAL index header: `iChange` is the commit counter.
+extension WALHeaderProbe: CommitSignal {
+    func commitCounter() -> UInt32? { read()?.change }
+}

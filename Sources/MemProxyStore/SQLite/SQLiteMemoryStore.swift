@@ -8,7 +8,9 @@ import Synchronization
 
 /// The SQLite (GRDB) implementation of ``MemoryStore``.
 ///
-/// - Reads (`recall`) run on the pool's readers, concurrently with writes (WAL).
+/// - Reads (`recall`) run on the pool's readers, concurrently with writes (WAL). Recall ranks in memory
+///   (``RecallIndexCache``, shared by every backend); this store hands it a read's `Database` as ``SessionRows`` and
+///   the WAL commit counter (``WALHeaderProbe``) as ``CommitSignal``.
 /// - Writes submitted with `submit` are queued in memory and committed by ``run()``, the single writer, in
 ///   batched transactions; `submit` never waits for disk. Run the store as a `Service` in a `ServiceGroup`:
 ///   on graceful shutdown (or cancellation) it commits everything queued, then returns.
@@ -135,10 +137,12 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             )
         }
         self.dbPool = pool
+        // Recall learns of other connections' and processes' commits from the WAL index header.
+        let probe = WALHeaderProbe(databasePath: configuration.path)
         do {
             self.recallCache = try RecallIndexCache(
                 maxMemories: configuration.maxCachedMemories,
-                databasePath: configuration.path,
+                commits: probe,
                 logger: logger,
                 metricsFactory: metricsFactory ?? MetricsSystem.factory
             )
@@ -147,6 +151,15 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
                 .cannotOpen,
                 "this SQLite library has no FTS5 porter tokenizer, which recall needs: install a SQLite built with FTS5",
                 cause: error
+            )
+        }
+        if probe == nil {
+            logger.info(
+                "memory.recall_reads_database_always",
+                metadata: [
+                    "memory.db": "\(configuration.path)",
+                    "reason": "cannot read the WAL index header (-shm file): every recall reads the database",
+                ]
             )
         }
         self.queue = Mutex(WriteQueue())

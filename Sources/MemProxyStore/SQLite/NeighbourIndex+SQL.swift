@@ -1,26 +1,12 @@
 import GRDB
 
-/// The neighbourhood of a memory, and the SQL of the full-text index that held it in schemas `v2`–`v5`.
-///
-/// Recall ranks each memory as a row of four columns:
-/// - `content`: its own text;
-/// - `near`: the text of the memory just before and just after it in its session's timeline;
-/// - `far`: the text of the second and third memories before and after it;
-/// - `date`: its creation date in words, e.g. `8 May 2023` (UTC).
-///
-/// The timeline of a session is `created_at` order, ties broken by `seq` (insertion order). Each
-/// neighbour contributes at most ``maxNeighbourCharacters`` characters.
+/// The SQL of the full-text index that held the neighbourhood rows (``NeighbourIndex``) in schemas `v2`–`v5`.
 ///
 /// Schemas `v2`–`v5` kept these rows in the FTS5 table `memories_context_fts`, re-indexed by triggers (and, from
 /// `v3`, once per writer batch) whenever a neighbour changed. Since `v6` they are computed in memory from each
 /// session's memories (``SessionIndex``, ranked by ``RecallEngine``, identically); the SQL below stays because
 /// the migrations that created and filled the table still run, in order, on every new database.
-enum NeighbourIndex {
-    /// Neighbours on each side that feed `near` (distance 1) and `far` (distances 2…farRadius).
-    static let farRadius = 3
-    /// The most characters of one neighbour's text that are indexed in another memory's row.
-    static let maxNeighbourCharacters = 512
-
+extension NeighbourIndex {
     /// The table.
     static let table = "memories_context_fts"
 

@@ -1,5 +1,19 @@
+// Recall/ is the in-memory recall that every store backend shares; SQLite/ is one backend.
+//
+// Ranking never runs in the database. Each recently used session has an index in memory (`SessionIndex`: its
+// memories as FTS5 `porter unicode61` tokens, in neighbourhood rows, `NeighbourIndex`), ranked by `RecallEngine`
+// under `RecallSettings`; `Recall` below is what a store calls. `RecallIndexCache` keeps those indexes, bounded, in
+// step with the database, and holds no SQL: a backend gives it two things (RecallBackend.swift).
+// - `SessionRows`: inside one of the backend's read transactions, a session's row (`key`, `next_seq`, `revision`)
+//   and its memories, all of them or those numbered from n on: to build an index, or to append what was inserted.
+// - `CommitSignal`: a counter every commit raises by one, whoever commits. Read before a read transaction, it vouches
+//   for that read's snapshot; while it stays there (or is moved only by this process's writer, which reports its
+//   commits to the cache: `beginCommit`, `prepareCommit`, `finishCommit`), a fresh index is current and is ranked
+//   without reading the database. SQLite: the WAL index header (SQLite/WALHeaderProbe.swift); PostgreSQL (issue 13):
+//   notifications.
+// `TextTokenizer` runs SQLite's FTS5 tokenizer in-process, whatever the backend.
+
 import Foundation
-import GRDB
 import MemProxyCore
 
 /// What recall searches for: the query's terms and whether it asks about time.
@@ -20,7 +34,7 @@ enum Recall {
     /// first, at most `proceduralLimit`) and, with a query, its best other memories for it (at most `limit`, or
     /// `limit` minus the procedural ones with `proceduralCountsTowardLimit`).
     static func context(
-        _ db: Database,
+        _ rows: some SessionRows,
         cache: RecallIndexCache,
         session: String,
         query: RecallQuery?,
@@ -30,7 +44,7 @@ enum Recall {
         settings: RecallSettings,
         commitsBefore: UInt32? = nil
     ) throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
-        try cache.withIndex(db, session: session, commitsBefore: commitsBefore) { index in
+        try cache.withIndex(rows, session: session, commitsBefore: commitsBefore) { index in
             rank(
                 index, tokenizer: cache.tokenizer, query: query, limit: limit, proceduralLimit: proceduralLimit,
                 proceduralCountsTowardLimit: proceduralCountsTowardLimit, settings: settings)
