@@ -1,5 +1,6 @@
 import FakeUpstream
 import Foundation
+import MemProxy
 import MemProxyCore
 import MemProxyStore
 import MemProxyUpstream
@@ -226,6 +227,25 @@ struct MemoryAPITests {
             // Procedural memories are injected even when nothing matches the query.
             let unrelated = try await proxy.api("POST", "/sessions/r/recall", #"{"query":"zeppelin"}"#)
             #expect(unrelated.data.compactMap { $0["id"] as? String } == [procedural])
+        }
+    }
+
+    @Test("without top_k, the recall preview uses memory.top_k: exactly the block a request gets")
+    func recallDefaultsToTheProxysTopK() async throws {
+        let store = try makeStore()
+        try await withProxy(memoryStore: store, configure: { config, _ in config.memory.topK = 6 }) { proxy in
+            for index in 0..<9 {
+                try await proxy.addMemory("k", "Tea fact number \(index): the user likes tea variety \(index)")
+            }
+            let query = "Which tea does the user like?"
+            let recall = try await proxy.api("POST", "/sessions/k/recall", #"{"query":"\#(query)"}"#)
+            #expect(recall.status == 200)
+            #expect(recall.data.count == 6)
+            let context = try #require(recall.json["context"] as? String)
+            let (chat, _) = try await proxy.chat(query, session: "k")
+            #expect(chat.header("X-Memory-Injected") == "6")
+            let upstream = try jsonObject(proxy.lastUpstreamBody)
+            #expect((upstream["messages"] as? [[String: Any]])?.first?["content"] as? String == context)
         }
     }
 
