@@ -89,7 +89,8 @@ import Testing
 
     /// Document frequencies cached by one recall are brought up to date as later recalls append new rows (not
     /// recomputed): after many appends interleaved with recalls, every query ranks exactly as on an index built
-    /// from scratch, for the default settings and for neighbours without dates.
+    /// from scratch, for the default settings and for neighbours without dates. Episodic, semantic and procedural
+    /// memories are mixed (only episodic ones share their text with their neighbours).
     @Test(arguments: [false, true]) func cachedFrequenciesStayExactAsRowsAreAppended(withoutDates: Bool) async throws {
         let store = try makeStore { if withoutDates { $0.recall.dateWeight = 0 } }
         var random = SeededRandom(seed: withoutDates ? 17 : 19)
@@ -102,7 +103,9 @@ import Testing
         for chunk in 0..<20 {
             try store.insert(
                 (0..<Int.random(in: 1...4, using: &random)).map { _ in
-                    memory(Self.text(&random), at: Double(chunk) * 30_000)
+                    let type: MemoryType = [.episodic, .episodic, .episodic, .semantic, .procedural].randomElement(
+                        using: &random)!
+                    return memory(Self.text(&random), at: Double(chunk) * 30_000, type: type)
                 })
             for query in queries { _ = try await store.recall(session: "s1", query: query, limit: 8) }
         }

@@ -34,6 +34,36 @@ import Testing
         #expect(try await store.recall(session: "s3", query: "", limit: 10).isEmpty)
     }
 
+    /// Issue 12: neighbour context is for the turns of a conversation. A fact edited so that it no longer mentions
+    /// "thunder" is not recalled for "thunder" just because the messages around it do; and a fact's words do not
+    /// make the messages around it match.
+    @Test func onlyEpisodicMemoriesTakeTheirNeighboursText() async throws {
+        let store = try makeStore()
+        try store.insert([
+            memory("I love the sound of thunder at night", at: 0),
+            memory("The user's favourite weather is a thunderstorm", at: 1, type: .semantic),
+            memory("Thunder makes my dog hide under the bed", at: 2),
+            memory("We talked about the garden today", at: 3),
+            memory("The user grows purple tomatoes", at: 4, type: .semantic),
+            memory("We talked about the kitchen today", at: 5),
+        ])
+        let fact = try #require(try store.memories(session: "s1").first { $0.type == .semantic })
+        _ = try await store.update(
+            session: "s1", id: fact.id,
+            changes: MemoryChanges(content: "The user's favourite weather is light rain", updatedAt: baseDate + 10))
+        let thunder = try await store.recall(session: "s1", query: "thunder", limit: 10).map(\.memory.content)
+        #expect(!thunder.contains("The user's favourite weather is light rain"))
+        #expect(
+            Array(thunder.prefix(2)).sorted()
+                == ["I love the sound of thunder at night", "Thunder makes my dog hide under the bed"])
+        // The fact's own words still find it; they do not pull in the episodic memories around it.
+        let tomatoes = try await store.recall(session: "s1", query: "purple tomatoes", limit: 10).map(\.memory.content)
+        #expect(tomatoes == ["The user grows purple tomatoes"])
+        // Between episodic memories, neighbours still count: "garden" finds the memory after it too.
+        let garden = try await store.recall(session: "s1", query: "garden", limit: 10).map(\.memory.content)
+        #expect(garden.first == "We talked about the garden today")
+    }
+
     @Test func semanticMemoriesWinAtEqualRelevance() async throws {
         // Two memories with the same text are each other's only neighbour, so their bm25 is identical.
         let store = try makeStore()

@@ -91,7 +91,8 @@ struct RecallEngine {
                         }
                         guard radius > 0, SessionIndex.frequency(of: term, in: documents[row].capped, of: counts) > 0
                         else { continue }
-                        for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
+                        for other in max(0, row - radius)...min(count - 1, row + radius)
+                        where other != row && documents[row].links(documents[other]) {
                             let distance = abs(other - row)
                             if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
                         }
@@ -157,7 +158,8 @@ struct RecallEngine {
                             found.capped.append(Int32(capped))
                             if own > 0 || day > 0 { bits[row >> 6] |= 1 << UInt64(row & 63) }
                             guard capped > 0 else { continue }
-                            for other in max(0, row - radius)...min(count - 1, row + radius) where other != row {
+                            for other in max(0, row - radius)...min(count - 1, row + radius)
+                            where other != row && documents[row].links(documents[other]) {
                                 let distance = abs(other - row)
                                 if distance == 1 ? near : far { bits[other >> 6] |= 1 << UInt64(other & 63) }
                             }
@@ -208,7 +210,10 @@ struct RecallEngine {
                                 var length = Double(documents[row].contentLength)
                                 if weights.date > 0 { length += Double(documents[row].dateLength) }
                                 if radius > 0 {
-                                    for other in lower...upper where other != row && neighbourWeight(row, other) > 0 {
+                                    for other in lower...upper
+                                    where other != row && neighbourWeight(row, other) > 0
+                                        && documents[row].links(documents[other])
+                                    {
                                         length += Double(documents[other].cappedLength)
                                     }
                                 }
@@ -231,8 +236,9 @@ struct RecallEngine {
                                     if weights.date > 0 { frequency += weights.date * Double(day) }
                                     if radius > 0 {
                                         for at in first..<last where Int(positions[at]) != row && cappeds[at] > 0 {
-                                            let weight = neighbourWeight(row, Int(positions[at]))
-                                            guard weight > 0 else { continue }
+                                            let other = Int(positions[at])
+                                            let weight = neighbourWeight(row, other)
+                                            guard weight > 0, documents[row].links(documents[other]) else { continue }
                                             frequency += weight * Double(cappeds[at])
                                         }
                                     }

@@ -17,6 +17,10 @@ struct SessionIndex {
         var seq: Int64
         var createdAt: Double
         var isProcedural: Bool
+        /// Only episodic memories (the turns of a conversation) take their timeline neighbours' text as context; a
+        /// semantic or procedural memory (a standalone fact or instruction) is ranked on its own text, and lends
+        /// none of it to its neighbours.
+        var isEpisodic: Bool
         /// A reply that did not complete: kept, never recalled.
         var isIncomplete: Bool
         var content: Range<Int32>
@@ -27,6 +31,11 @@ struct SessionIndex {
         var contentLength: Int32
         var cappedLength: Int32
         var dateLength: Int32
+
+        /// Whether `other`'s text counts in this memory's neighbour columns when it is within reach (and so, both
+        /// being episodic, this one's in `other`'s).
+        @inline(__always)
+        func links(_ other: Document) -> Bool { isEpisodic && other.isEpisodic }
     }
 
     /// The session's key (`sessions.key`), change counter (`sessions.revision`) and `next_seq` this index
@@ -116,6 +125,7 @@ struct SessionIndex {
             seq: seq,
             createdAt: createdAt,
             isProcedural: memory.type == .procedural,
+            isEpisodic: memory.type == .episodic,
             isIncomplete: memory.isIncompleteReply,
             content: content,
             capped: capped,
@@ -146,8 +156,11 @@ struct SessionIndex {
         }
         contentTotal += Int(document.contentLength)
         dateTotal += Int(document.dateLength)
-        if index >= 1 { nearTotal += Int(cappedLength) + Int(documents[index - 1].cappedLength) }
+        if index >= 1, document.links(documents[index - 1]) {
+            nearTotal += Int(cappedLength) + Int(documents[index - 1].cappedLength)
+        }
         for distance in 2...NeighbourIndex.farRadius where index - distance >= 0 {
+            guard document.links(documents[index - distance]) else { continue }
             farTotal += Int(cappedLength) + Int(documents[index - distance].cappedLength)
         }
         updateFrequencies(afterAppending: index)
@@ -211,6 +224,7 @@ struct SessionIndex {
             guard radius > 0, lastRow > 0 else { return false }
             for other in max(0, row - radius)...min(lastRow, row + radius) where other != row {
                 guard abs(other - row) == 1 ? mask & 1 != 0 : mask & 2 != 0 else { continue }
+                guard documents[row].links(documents[other]) else { continue }
                 if Self.frequency(of: term, in: documents[other].capped, of: counts) > 0 { return true }
             }
             return false
