@@ -270,7 +270,7 @@ run_wrk() { # name port concurrency duration [lua] -> $RUN/wrk-name-c.txt and $R
 # c=ROUTE_CONCURRENCY with memory on, the writer's drain, and the same cell with X-Memory-Mode: off. "CPU incl.
 # drain" counts memproxy's CPU from the start of the memory-on cell to the end of its drain, per request of the
 # cell: a route whose storing falls behind pays for it there. Run after the memory workloads (or alone, ROUTES_ONLY=1).
-ROUTES=("chat.completions:post-memory.lua" "responses:post-memory-responses.lua" "messages:post-memory-messages.lua")
+ROUTES=("chat.completions:chat" "responses:responses" "messages:messages")  # route:MEMORY_API of post-memory.lua
 route_rows() { # database -> "memories injections" (0 0 before the schema exists)
     "$PYTHON" -c '
 import sqlite3, sys
@@ -313,7 +313,7 @@ route_cells() {
         # charged to the same route.
         for i in 0 1 2; do
             entry=${ROUTES[$(((round - 1 + i) % 3))]}
-            route=${entry%%:*}; lua="$HERE/${entry#*:}"
+            route=${entry%%:*}; lua="$HERE/post-memory.lua"; export MEMORY_API=${entry#*:}
             db="$RUN/route-$route-r$round.db"
             rm -f "$db" "$db-wal" "$db-shm"
             start_memproxy "$P_MEMPROXY" "http://$HOST:$P_STATIC" warning "$RUN/memproxy-route-$route-r$round.log" "$db"
@@ -334,6 +334,7 @@ route_cells() {
             stop_pid "$pid"
         done
     done
+    unset MEMORY_API
 }
 route_report() {
     "$PYTHON" - "$RUN" "$DURATION" "$ROUTE_CONCURRENCY" "$ROUTE_ROUNDS" <<'PYEOF'
@@ -363,7 +364,7 @@ def parse(name, c=c):  # as the main report's parse()
 
 print(f"## Memory on per route: the \"memory\" workload on each route, c={c}, wrk {duration} per cell, a fresh store per route")
 print()
-print("post-memory.lua's sessions and messages in each API's shape (post-memory-responses.lua, post-memory-messages.lua),")
+print("post-memory.lua's sessions and messages in each API's shape (MEMORY_API=chat|responses|messages),")
 print("the block in the system prompt (default placement), the same static answer in each API's shape. \"CPU incl.")
 print("drain\": memproxy CPU from the start of the memory-on cell to the end of the writer's drain after it, per request")
 print("of the cell. \"memory's CPU\": that minus the same route's CPU per request with X-Memory-Mode: off. \"stored / sent\":")
