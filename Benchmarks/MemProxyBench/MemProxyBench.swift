@@ -7,6 +7,8 @@ import Foundation
 ///                      [--configs baseline,default] [--try "near=0.4;depth=20"]
 /// MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs baseline,near,…,default]
 ///                      [--try "near=0.4,far=0.3;temporal=2"]
+/// MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
+///                      [--embeddings-cache bench-out/embeddings] [--cost-samples 100] [--probe 1]
 /// MemProxyBench write  [--exchanges 5000] [--existing 20000] [--reply-words 80]
 /// ```
 /// Run from the repository root (the default data path is relative to it).
@@ -24,6 +26,8 @@ struct MemProxyBench {
             switch command {
             case "recall":
                 try await RecallBenchmark(options: options).run()
+            case "locomo" where options.value("embeddings") != nil:
+                try await EmbeddingsBenchmark(options: options).run()
             case "locomo":
                 try await LoCoMoBenchmark(options: options).run()
             case "write":
@@ -43,6 +47,10 @@ struct MemProxyBench {
             usage: MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR]
                                         [--db FILE] [--configs baseline,default] [--try "KNOB=VALUE,…;…"]
                    MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs NAME,…] [--try "KNOB=VALUE,…;…"]
+                   MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
+                                        [--embeddings-dimensions D] [--embeddings-encoding float|base64]
+                                        [--embeddings-cache bench-out/embeddings] [--cost-samples 100] [--probe 1|0]
+                                        (lexical / dense / hybrid; the key from MEMPROXY_EMBEDDINGS_API_KEY)
                    MemProxyBench write [--exchanges 5000] [--existing 20000] [--reply-words 80]
             knobs for --try: near, far, date, temporal, feedback, feedback_terms, feedback_weight, budget, depth,
                              baseline=1 (start from the baseline instead of the defaults)
