@@ -96,6 +96,7 @@ let package = Package(
             name: "memproxy",
             dependencies: [
                 "MemProxy",
+                "MemProxyStore",
                 "FakeUpstream",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -155,16 +155,20 @@ public struct MemoryAPI: Sendable {
 
     /// Previews injection: the block the proxy would inject into a chat request whose only message is the user
     /// message `query`, with `top_k` recalled memories (1–50; default `memory.top_k`, as the proxy) and the
-    /// configured token budget.
-    public func recall(session: String, query: String, topK: Int?) async throws -> RecallResult {
+    /// configured token budget. With `explain`, each recalled memory carries the parts of its score
+    /// (``RecallExplanation``); procedural memories, which lead every block whatever the query, carry none.
+    public func recall(session: String, query: String, topK: Int?, explain: Bool = false) async throws -> RecallResult {
         let session = try MemoryInput.session(session)
         let query = try MemoryInput.content(query, param: "query")
         let topK = try MemoryInput.limit(topK, name: "top_k", bounds: (self.defaultTopK, MemoryInput.topKRange))
         let context = try await self.storeCall {
-            try await self.contextBuilder.build(session: session, query: query, excluding: [query], topK: topK)
+            try await self.contextBuilder.build(
+                session: session, query: query, excluding: [query], topK: topK, explain: explain)
         }
         let memories = (context.block?.memories ?? []).compactMap { item in
-            context.candidates.first { $0.id == item.id }.map { MemoryObject($0, score: item.score) }
+            context.candidates.first { $0.id == item.id }.map {
+                MemoryObject($0, score: item.score, explanation: context.explanations[item.id])
+            }
         }
         return RecallResult(memories: memories, context: context.block?.text ?? "")
     }

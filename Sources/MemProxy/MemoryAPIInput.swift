@@ -128,6 +128,14 @@ enum MemoryInput {
     }
 
     /// `object[key]` as an integer; `nil` when absent or null.
+    static func bool(_ object: JSONObject, _ key: String) throws -> Bool? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        default: throw invalid("\(key) must be true or false.", param: key)
+        }
+    }
+
     static func int(_ object: JSONObject, _ key: String) throws -> Int? {
         switch object[key] {
         case nil, .null?: return nil

@@ -1,6 +1,6 @@
 public import Foundation
 import MemProxyCore
-import MemProxyStore
+public import MemProxyStore
 
 /// A memory as the memory API and the CLI show it:
 /// `{"id","session_id","type","role","content","created_at","updated_at","source","metadata"}` (+ `"score"` in
@@ -18,8 +18,10 @@ public struct MemoryObject: Sendable, Equatable {
     public var metadata: String
     /// The ranking score (recall results only).
     public var score: Double?
+    /// The parts of the score (recall results with `"explain": true`).
+    public var explanation: RecallExplanation?
 
-    init(_ memory: Memory, score: Double? = nil) {
+    init(_ memory: Memory, score: Double? = nil, explanation: RecallExplanation? = nil) {
         self.id = memory.id
         self.sessionID = memory.sessionID
         self.type = memory.type.rawValue
@@ -30,6 +32,7 @@ public struct MemoryObject: Sendable, Equatable {
         self.source = memory.source
         self.metadata = memory.metadata
         self.score = score
+        self.explanation = explanation
     }
 
     var jsonValue: JSONValue {
@@ -45,6 +48,20 @@ public struct MemoryObject: Sendable, Equatable {
             ("metadata", (try? JSON.parse(Array(self.metadata.utf8))) ?? .object(JSONObject())),
         ])
         if let score = self.score { object["score"] = .real(score) }
+        if let explanation = self.explanation {
+            object["explain"] = .object(
+                JSONObject([
+                    ("content", .real(explanation.content)),
+                    ("near", .real(explanation.near)),
+                    ("far", .real(explanation.far)),
+                    ("date", .real(explanation.date)),
+                    ("feedback", .real(explanation.feedback)),
+                    ("relevance", .real(explanation.relevance)),
+                    ("type_weight", .real(explanation.typeWeight)),
+                    ("temporal", .real(explanation.temporal)),
+                    ("score", .real(explanation.score)),
+                ]))
+        }
         return .object(object)
     }
 

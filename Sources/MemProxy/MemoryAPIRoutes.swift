@@ -75,14 +75,16 @@ extension MemoryAPI {
             return Response(status: .noContent)
         }
         group.post("sessions/{session}/recall") { request, context in
-            let body = try await Self.body(request, maxBodyBytes: maxBodyBytes, allowed: ["query", "top_k"])
+            let body = try await Self.body(
+                request, maxBodyBytes: maxBodyBytes, allowed: ["query", "top_k", "explain"])
             guard let query = try MemoryInput.string(body, "query") else {
                 throw MemoryInput.invalid("query is required.", param: "query")
             }
             let result = try await api.recall(
                 session: try Self.session(context),
                 query: query,
-                topK: try MemoryInput.int(body, "top_k")
+                topK: try MemoryInput.int(body, "top_k"),
+                explain: try MemoryInput.bool(body, "explain") ?? false
             )
             return Self.json(.ok, result.jsonValue)
         }

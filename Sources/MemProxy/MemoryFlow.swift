@@ -296,6 +296,8 @@ struct MemoryContext: Sendable {
     var block: MemoryBlock?
     /// Every memory that was offered to the block: procedural, then recalled (at most a few dozen).
     var candidates: [Memory]
+    /// Why each recalled memory scored as it did, by id, when asked (``MemoryContextBuilder/build``'s `explain`).
+    var explanations: [String: RecallExplanation] = [:]
     /// Time spent reading the store.
     var recallMs: Double
 }
@@ -329,18 +331,26 @@ struct MemoryContextBuilder: Sendable {
     ///   - excluding: Texts the request already contains (those memories are not injected again).
     ///   - topK: The most recalled memories.
     /// - Throws: When the store fails.
-    func build(session: String, query: String?, excluding: [String], topK: Int) async throws -> MemoryContext {
+    ///   - explain: Whether the recalled memories' scores are explained (``MemoryContext/explanations``).
+    func build(
+        session: String, query: String?, excluding: [String], topK: Int, explain: Bool = false
+    ) async throws -> MemoryContext {
         let start = ContinuousClock.now
         let procedural: [Memory]
         var recalled: [RecalledMemory] = []
         if let managed {
             // One read for both (recall also skips procedural memories, which lead the block anyway).
-            (procedural, recalled) = try await managed.context(
-                session: session,
-                query: topK > 0 ? query : nil,
-                limit: topK * 2,
-                proceduralLimit: Self.maxProcedural
-            )
+            if explain, let query, topK > 0 {
+                (procedural, recalled) = try await managed.explainedContext(
+                    session: session, query: query, limit: topK * 2, proceduralLimit: Self.maxProcedural)
+            } else {
+                (procedural, recalled) = try await managed.context(
+                    session: session,
+                    query: topK > 0 ? query : nil,
+                    limit: topK * 2,
+                    proceduralLimit: Self.maxProcedural
+                )
+            }
         } else {
             procedural = []
             if let query, topK > 0 {
@@ -381,7 +391,11 @@ struct MemoryContextBuilder: Sendable {
             topK: topK + procedural.count,
             maxTokens: self.maxInjectedTokens
         )
-        return MemoryContext(block: block, candidates: procedural + recalled.map(\.memory), recallMs: recallMs)
+        var context = MemoryContext(block: block, candidates: procedural + recalled.map(\.memory), recallMs: recallMs)
+        for memory in recalled {
+            if let explanation = memory.explanation { context.explanations[memory.memory.id] = explanation }
+        }
+        return context
     }
 
     private static func injectable(_ memory: Memory, score: Double) -> InjectableMemory {

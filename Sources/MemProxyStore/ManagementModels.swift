@@ -9,6 +9,11 @@ public protocol ManagedMemoryStore: MemoryStore {
     func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
         -> (procedural: [Memory], recalled: [RecalledMemory])
 
+    /// ``context(session:query:limit:proceduralLimit:)`` with each recalled memory's score explained
+    /// (``RecalledMemory/explanation``): the same memories in the same order, for the recall API's `"explain"`.
+    func explainedContext(session: String, query: String, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+
     /// ``context(session:query:limit:proceduralLimit:)`` when the store can answer at once, from memory, without
     /// blocking; `nil` when it cannot (call the async form).
     func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)

@@ -152,21 +152,64 @@ extension Memory {
     }
 }
 
+/// Why recall scored a memory as it did: `score = relevance × type_weight × temporal`, where `relevance` is the
+/// BM25 score split by where its terms were found — `content + near + far + date + feedback`. Each term's BM25
+/// contribution is shared among the columns in proportion to the (weighted) term frequency each gave it.
+public struct RecallExplanation: Sendable, Equatable {
+    /// Terms found in the memory's own text.
+    public var content: Double
+    /// Terms found in the text of the memories just before and after it (episodic memories only).
+    public var near: Double
+    /// Terms found in the 2nd and 3rd memories before and after it.
+    public var far: Double
+    /// Terms found in its date in words ("8 May 2023").
+    public var date: Double
+    /// Pseudo-relevance feedback's expansion terms (0 when feedback is off).
+    public var feedback: Double
+    /// The sum of the parts above.
+    public var relevance: Double
+    /// The multiplier for its type (`recall.semantic_weight` for a semantic memory, else 1).
+    public var typeWeight: Double
+    /// The multiplier for a question about time and a memory that says when (`recall.temporal_boost`, else 1).
+    public var temporal: Double
+    /// The final score.
+    public var score: Double
+
+    /// Creates an explanation.
+    public init(
+        content: Double, near: Double, far: Double, date: Double, feedback: Double = 0, relevance: Double,
+        typeWeight: Double = 1, temporal: Double = 1, score: Double
+    ) {
+        self.content = content
+        self.near = near
+        self.far = far
+        self.date = date
+        self.feedback = feedback
+        self.relevance = relevance
+        self.typeWeight = typeWeight
+        self.temporal = temporal
+        self.score = score
+    }
+}
+
 /// A memory returned by recall, with its relevance.
 public struct RecalledMemory: Sendable, Equatable {
     /// The memory.
     public var memory: Memory
     /// Relevance; higher is better (the negated, type-weighted BM25 of SQLite FTS5).
     public var score: Double
+    /// The parts of ``score``, when recall was asked to explain (the recall API's `"explain": true`).
+    public var explanation: RecallExplanation?
 
     /// Creates a recalled memory.
     ///
     /// - Parameters:
     ///   - memory: The memory.
     ///   - score: Relevance, higher is better.
-    public init(memory: Memory, score: Double) {
+    public init(memory: Memory, score: Double, explanation: RecallExplanation? = nil) {
         self.memory = memory
         self.score = score
+        self.explanation = explanation
     }
 }
 

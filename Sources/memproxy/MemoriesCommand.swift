@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MemProxy
+import MemProxyStore
 
 /// `memproxy memories …`: inspect and edit one session's memories in the database file.
 struct MemoriesCommand: AsyncParsableCommand {
@@ -115,15 +116,32 @@ struct MemoriesCommand: AsyncParsableCommand {
             name: .customLong("top-k"),
             help: "Recalled memories (1-50; default memory.top_k, as the proxy; procedural ones come on top).")
         var topK: Int?
+        @Flag(help: "Break each recalled memory's score into its parts (own text, neighbours, date, multipliers).")
+        var explain = false
 
         func run() async throws {
             let api = store.open()
-            let result = await cliRun { try await api.recall(session: session.session, query: query, topK: topK) }
+            let result = await cliRun {
+                try await api.recall(session: session.session, query: query, topK: topK, explain: explain)
+            }
             if store.json { return emit(result.json) }
             guard !result.context.isEmpty else { return emit("Nothing would be injected for this query.") }
-            var table = TextTable(headers: ["ID", "TYPE", "SCORE", "CONTENT"])
+            var headers = ["ID", "TYPE", "SCORE", "CONTENT"]
+            if explain { headers.insert(contentsOf: ["CONTENT·NEAR·FAR·DATE·FEEDBACK", "×TYPE×TIME"], at: 3) }
+            var table = TextTable(headers: headers)
             for memory in result.memories {
-                table.add([memory.id, memory.type, String(format: "%.3f", memory.score ?? 0), memory.content])
+                var row = [memory.id, memory.type, String(format: "%.3f", memory.score ?? 0), memory.content]
+                if explain {
+                    let parts = memory.explanation.map { e in
+                        [e.content, e.near, e.far, e.date, e.feedback].map { String(format: "%.3f", $0) }
+                            .joined(separator: " ")
+                    }
+                    let multipliers = memory.explanation.map {
+                        String(format: "×%.2f ×%.2f", $0.typeWeight, $0.temporal)
+                    }
+                    row.insert(contentsOf: [parts ?? "procedural", multipliers ?? ""], at: 3)
+                }
+                table.add(row)
             }
             emit(table.text + "\n\n" + result.context)
         }

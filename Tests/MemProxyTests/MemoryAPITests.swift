@@ -249,6 +249,52 @@ struct MemoryAPITests {
         }
     }
 
+    @Test("\"explain\": true breaks each recalled memory's score into its parts; the ranking is unchanged")
+    func recallExplains() async throws {
+        let store = try makeStore()
+        try await withProxy(memoryStore: store) { proxy in
+            try await proxy.addMemory("e", "Answer briefly.", type: "procedural")
+            let garden = try await proxy.addMemory("e", "We planted tomatoes in the garden", type: "episodic")
+            let rain = try await proxy.addMemory("e", "It rained all afternoon afterwards", type: "episodic")
+            let fact = try await proxy.addMemory("e", "The user grows cherry tomatoes", type: "semantic")
+            let query = #"{"query":"How are my tomatoes in the garden?""#
+            let plain = try await proxy.api("POST", "/sessions/e/recall", query + "}")
+            let explained = try await proxy.api("POST", "/sessions/e/recall", query + #","explain":true}"#)
+            #expect(explained.status == 200)
+            // Same memories, same order, same scores, same block.
+            #expect(plain.data.map { $0["id"] as? String } == explained.data.map { $0["id"] as? String })
+            #expect(plain.data.map { $0["score"] as? Double } == explained.data.map { $0["score"] as? Double })
+            #expect(plain.json["context"] as? String == explained.json["context"] as? String)
+            #expect(plain.data.allSatisfy { $0["explain"] == nil })
+            var parts: [String: [String: Double]] = [:]
+            for memory in explained.data {
+                guard let id = memory["id"] as? String, let explain = memory["explain"] as? [String: Double] else {
+                    // Only the procedural memory, which leads every block whatever the query, has none.
+                    #expect(memory["type"] as? String == "procedural")
+                    continue
+                }
+                parts[id] = explain
+                let sum = ["content", "near", "far", "date", "feedback"].reduce(0) { $0 + (explain[$1] ?? .nan) }
+                #expect(abs(sum - (explain["relevance"] ?? 0)) < 1e-9)
+                let product = (explain["relevance"] ?? 0) * (explain["type_weight"] ?? 0) * (explain["temporal"] ?? 0)
+                #expect(abs(product - (memory["score"] as? Double ?? 0)) < 1e-9)
+                #expect(abs((explain["score"] ?? 0) - (memory["score"] as? Double ?? 0)) < 1e-12)
+            }
+            // Its own words, and the neighbour's: "garden" and "tomatoes" are in its own text.
+            #expect((parts[garden]?["content"] ?? 0) > 0)
+            // Found only through its neighbour's text.
+            #expect(parts[rain]?["content"] == 0)
+            #expect((parts[rain]?["near"] ?? 0) > 0)
+            // A fact is ranked on its own text, with the semantic weight.
+            #expect((parts[fact]?["content"] ?? 0) > 0)
+            #expect(parts[fact]?["near"] == 0 && parts[fact]?["far"] == 0)
+            #expect(parts[fact]?["type_weight"] == 1.25)
+            let bad = try await proxy.api("POST", "/sessions/e/recall", query + #","explain":"yes"}"#)
+            #expect(bad.status == 400)
+            #expect(bad.errorParam == "explain")
+        }
+    }
+
     @Test("export → forget → import round-trips content, type, role, metadata, ids and timestamps")
     func exportImportRoundTrip() async throws {
         let store = try makeStore()

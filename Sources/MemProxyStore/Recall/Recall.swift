@@ -20,10 +20,13 @@ import MemProxyCore
 struct RecallQuery: Sendable {
     var terms: [String]
     var temporal: Bool
+    /// Whether each recalled memory carries a ``RecallExplanation`` (the recall API's `"explain": true`).
+    var explain: Bool
 
-    init(text: String) {
+    init(text: String, explain: Bool = false) {
         terms = FTSQueryBuilder.terms(from: text)
         temporal = TemporalCues.isTemporalQuestion(text)
+        self.explain = explain
     }
 }
 
@@ -95,6 +98,10 @@ struct RecallCandidate {
     var seq: Int64
     var relevance: Double
     var score: Double
+    /// Its row in the session index (`-1`: unknown).
+    var row = -1
+    /// Set when the query asks to explain.
+    var explanation: RecallExplanation?
 }
 
 /// BM25's parameters and the re-scoring rules of recall.
@@ -122,20 +129,32 @@ enum RecallScoring {
     ) -> [RecalledMemory] {
         var candidates = candidates
         for index in candidates.indices {
-            var score = candidates[index].relevance
-            if candidates[index].memory.type == .semantic { score *= settings.semanticWeight }
+            let relevance = candidates[index].relevance
+            var (typeWeight, temporal) = (1.0, 1.0)
+            if candidates[index].memory.type == .semantic { typeWeight = settings.semanticWeight }
             if query.temporal, settings.temporalBoost != 1,
                 TemporalCues.containsTimeExpression(candidates[index].memory.content)
             {
-                score *= settings.temporalBoost
+                temporal = settings.temporalBoost
             }
+            var score = relevance
+            if typeWeight != 1 { score *= typeWeight }
+            if temporal != 1 { score *= temporal }
             candidates[index].score = score
+            if var explanation = candidates[index].explanation {
+                explanation.feedback = relevance - explanation.relevance
+                (explanation.relevance, explanation.typeWeight, explanation.temporal) = (relevance, typeWeight, temporal)
+                explanation.score = score
+                candidates[index].explanation = explanation
+            }
         }
         candidates.sort { a, b in
             if a.score != b.score { return a.score > b.score }
             if a.memory.createdAt != b.memory.createdAt { return a.memory.createdAt > b.memory.createdAt }
             return a.seq > b.seq
         }
-        return candidates.prefix(limit).map { RecalledMemory(memory: $0.memory, score: $0.score) }
+        return candidates.prefix(limit).map {
+            RecalledMemory(memory: $0.memory, score: $0.score, explanation: $0.explanation)
+        }
     }
 }

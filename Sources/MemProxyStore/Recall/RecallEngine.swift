@@ -17,8 +17,8 @@ struct RecallEngine {
     let index: SessionIndex
     let settings: RecallSettings
     let tokenizer: TextTokenizer
-    private let weights: (content: Double, near: Double, far: Double, date: Double)
-    private let mask: UInt64
+    let weights: (content: Double, near: Double, far: Double, date: Double)
+    let mask: UInt64
     private let budget: Int
     private let commonDF: Int
 
@@ -64,6 +64,11 @@ struct RecallEngine {
         if settings.feedbackDocuments > 0, settings.feedbackTerms > 0, settings.feedbackWeight > 0 {
             candidates = addFeedback(
                 to: candidates, queryTerms: Set(kept.map(\.term)), depth: depth, computed: &computed)
+        }
+        if query.explain {
+            for position in candidates.indices where candidates[position].row >= 0 {
+                candidates[position].explanation = explanation(of: candidates[position].row, terms: kept)
+            }
         }
         return (RecallScoring.rescore(candidates, query: query, limit: limit, settings: settings), computed)
     }
@@ -188,12 +193,7 @@ struct RecallEngine {
                 rows.sort()
             }
         }
-        let rowCount = Double(max(index.count, 1))
-        var tokens = Double(index.contentTotal)
-        if weights.near > 0 { tokens += Double(index.nearTotal) }
-        if weights.far > 0 { tokens += Double(index.farTotal) }
-        if weights.date > 0 { tokens += Double(index.dateTotal) }
-        let averageLength = tokens > 0 ? tokens / rowCount : 1
+        let averageLength = self.averageLength
         let (k1, b) = (RecallScoring.k1, RecallScoring.b)
         // Where each term's walk over its postings is: rows are scored in ascending order.
         var cursors = Array(found.starts.dropLast())
@@ -275,8 +275,19 @@ struct RecallEngine {
         }
         return best.map { entry in
             RecallCandidate(
-                memory: index.memories[entry.row], seq: entry.seq, relevance: entry.score, score: entry.score)
+                memory: index.memories[entry.row], seq: entry.seq, relevance: entry.score, score: entry.score,
+                row: entry.row)
         }
+    }
+
+    /// The average length of a row over the ranked columns (BM25's `avgdl`), from the session's column totals.
+    var averageLength: Double {
+        let rowCount = Double(max(index.count, 1))
+        var tokens = Double(index.contentTotal)
+        if weights.near > 0 { tokens += Double(index.nearTotal) }
+        if weights.far > 0 { tokens += Double(index.farTotal) }
+        if weights.date > 0 { tokens += Double(index.dateTotal) }
+        return tokens > 0 ? tokens / rowCount : 1
     }
 
     /// The weight of `other`'s text in `row`'s neighbour columns.

@@ -196,10 +196,19 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     public func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
         -> (procedural: [Memory], recalled: [RecalledMemory])
     {
-        let recallQuery = query.map(RecallQuery.init(text:))
+        let recallQuery = query.map({ RecallQuery(text: $0) })
         return try await readContext(
             session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
             proceduralCountsTowardLimit: false)
+    }
+
+    /// ``context(session:query:limit:proceduralLimit:)`` with each recalled memory's score explained.
+    public func explainedContext(session: String, query: String, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+    {
+        try await readContext(
+            session: session, query: RecallQuery(text: query, explain: true), limit: limit,
+            proceduralLimit: proceduralLimit, proceduralCountsTowardLimit: false)
     }
 
     /// From the session's in-memory index when it is known to be current, else in a read transaction. The commit
@@ -234,7 +243,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     {
         guard
             let context = Recall.cachedContext(
-                cache: recallCache, session: session, query: query.map(RecallQuery.init(text:)), limit: limit,
+                cache: recallCache, session: session, query: query.map({ RecallQuery(text: $0) }), limit: limit,
                 proceduralLimit: proceduralLimit, settings: recallSettings
             )
         else { return nil }
