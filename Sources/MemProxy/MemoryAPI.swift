@@ -173,6 +173,27 @@ public struct MemoryAPI: Sendable {
         return RecallResult(memories: memories, context: context.block?.text ?? "")
     }
 
+    /// Why request `requestID` got the memories it got: its injection record, and recall replayed now, with
+    /// explanations, for the text it recalled with (``ExplainResult``). 404 `not_found` when no injection was
+    /// recorded for that request.
+    public func explain(requestID: String) async throws -> ExplainResult {
+        guard let stored = try await self.storeCall({ try await self.store.injection(requestID: requestID) }) else {
+            throw OpenAIError(
+                status: .notFound,
+                message: "No injection is recorded for request \(requestID). Take the id from the response's "
+                    + "X-Memproxy-Request-Id header of a request that had memories injected; records older than "
+                    + "memory.injection_retention_days are deleted.",
+                param: "request_id",
+                code: "not_found"
+            )
+        }
+        var replay: RecallResult?
+        if let query = stored.record.query, !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            replay = try await self.recall(session: stored.record.sessionID, query: query, topK: nil, explain: true)
+        }
+        return ExplainResult(injection: InjectionObject(stored), replayedNow: replay)
+    }
+
     /// Injection records of the session, newest first (or, with `after`, the ones stored after that sequence
     /// number, oldest first).
     ///

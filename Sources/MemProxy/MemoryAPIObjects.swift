@@ -109,6 +109,8 @@ public struct InjectionObject: Sendable, Equatable {
     public var model: String?
     /// The upstream's response id (Responses API), or nil.
     public var responseID: String?
+    /// The text recall searched with, or nil (none, or recorded before schema v8).
+    public var query: String?
     public var memoryIDs: [String]
     public var scores: [Double]
     public var tokens: Int
@@ -125,6 +127,7 @@ public struct InjectionObject: Sendable, Equatable {
         self.api = record.api
         self.model = record.model
         self.responseID = record.responseID
+        self.query = record.query
         self.memoryIDs = record.memoryIDs
         self.scores = record.scores
         self.tokens = record.tokens
@@ -146,6 +149,7 @@ public struct InjectionObject: Sendable, Equatable {
                 ("recall_ms", .real(self.recallMs)),
                 ("block", .string(self.block)),
                 ("response_id", self.responseID.map(JSONValue.string) ?? .null),
+                ("query", self.query.map(JSONValue.string) ?? .null),
             ])
         )
     }
@@ -162,6 +166,25 @@ public struct RecallResult: Sendable, Equatable {
 
     var jsonValue: JSONValue {
         .object(JSONObject([("data", .array(self.memories.map(\.jsonValue))), ("context", .string(self.context))]))
+    }
+
+    /// Compact JSON.
+    public var json: String { self.jsonValue.text }
+}
+
+/// Why a past request got what it got: `{"injection": <as recorded>, "replayed_now": <recall result with
+/// "explain", or null>}`. The replay runs recall for the recorded query against the session **as it is now**
+/// (memories added, edited or deleted since change it); the recorded block and scores are what the model saw.
+public struct ExplainResult: Sendable, Equatable {
+    public var injection: InjectionObject
+    public var replayedNow: RecallResult?
+
+    var jsonValue: JSONValue {
+        .object(
+            JSONObject([
+                ("injection", self.injection.jsonValue),
+                ("replayed_now", self.replayedNow?.jsonValue ?? .null),
+            ]))
     }
 
     /// Compact JSON.

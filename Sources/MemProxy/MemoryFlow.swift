@@ -143,12 +143,15 @@ struct MemoryFlow: Sendable {
         let start = ContinuousClock.now
         var block: (text: String, ids: [String], scores: [Double], tokens: Int)?
         var recallMs: Double
+        /// What recall searched with (a reused block: what the earlier request searched with).
+        var query = request.newestUserText
         do {
             if let previous = request.continuedResponseID,
                 let earlier = try await self.responseBlock(session: session, responseID: previous)
             {
                 recallMs = AccessLogMiddleware.seconds(since: start) * 1000
                 block = (earlier.block, earlier.memoryIDs, earlier.scores, earlier.tokens)
+                query = earlier.query ?? query
             } else {
                 let context = try await self.context(for: request, session: session)
                 recallMs = context.recallMs
@@ -197,7 +200,8 @@ struct MemoryFlow: Sendable {
             tokens: block.tokens,
             recallMs: recallMs,
             block: block.text,
-            api: api
+            api: api,
+            query: query
         )
         return Injection(
             body: ByteBuffer(bytes: edited.serialized()),

@@ -60,6 +60,9 @@ public protocol ManagedMemoryStore: MemoryStore {
 
     /// Injection records of `session` (see ``InjectionFilter``).
     func injections(session: String, filter: InjectionFilter) async throws -> [StoredInjection]
+
+    /// The injection record of request `requestID`, whatever its session; `nil` when there is none.
+    func injection(requestID: String) async throws -> StoredInjection?
 }
 
 /// The order of a memory listing. An extensible option type.

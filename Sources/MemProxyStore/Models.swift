@@ -296,6 +296,9 @@ public struct InjectionRecord: Sendable, Codable {
     /// The upstream's id of the response (Responses API), so that a request continuing it
     /// (`previous_response_id`) gets the same block.
     public var responseID: String?
+    /// The text recall searched with (the request's newest user text); `nil` when there was none (or before schema
+    /// v8). What `memproxy explain` replays.
+    public var query: String?
 
     /// Creates an injection record.
     ///
@@ -311,6 +314,7 @@ public struct InjectionRecord: Sendable, Codable {
     ///   - block: The injected block text.
     ///   - api: The API the request used.
     ///   - responseID: The upstream's id of the response, when it can be continued.
+    ///   - query: The text recall searched with.
     public init(
         requestID: String,
         sessionID: String,
@@ -322,7 +326,8 @@ public struct InjectionRecord: Sendable, Codable {
         recallMs: Double,
         block: String,
         api: String = "chat.completions",
-        responseID: String? = nil
+        responseID: String? = nil,
+        query: String? = nil
     ) {
         self.requestID = requestID
         self.sessionID = sessionID
@@ -335,5 +340,6 @@ public struct InjectionRecord: Sendable, Codable {
         self.block = block
         self.api = api
         self.responseID = responseID
+        self.query = query
     }
 }

@@ -19,7 +19,8 @@ struct MemproxyCommand: AsyncParsableCommand {
             Configuration comes from proxy.conf, then MEMPROXY_<SECTION>_<KEY> environment variables, then flags.
             """,
         subcommands: [
-            Serve.self, MemoriesCommand.self, SessionsCommand.self, InjectionsCommand.self, DemoCommand.self,
+            Serve.self, MemoriesCommand.self, SessionsCommand.self, InjectionsCommand.self, ExplainCommand.self,
+            DemoCommand.self,
             FakeUpstreamCommand.self,
         ],
         defaultSubcommand: Serve.self

@@ -208,6 +208,21 @@ struct CLITests {
             #expect(lines.map { $0["request_id"] as? String } == [requestID, second.header("X-Memproxy-Request-Id")])
             #expect(follower.process.terminationStatus == 0)
 
+            // explain: the injection as recorded (with the query it recalled with), and recall replayed now.
+            let explained = try await cli.run(["explain", requestID, "--json"])
+            #expect(explained.status == 0)
+            let recorded = try #require(explained.json["injection"] as? [String: Any])
+            #expect(recorded["query"] as? String == "What is my parrot called?")
+            #expect((recorded["block"] as? String)?.contains("Kiwi") == true)
+            let replayed = try #require(explained.json["replayed_now"] as? [String: Any])
+            let kiwi = try #require((replayed["data"] as? [[String: Any]])?.first { ($0["content"] as? String)?.contains("Kiwi") == true })
+            #expect(((kiwi["explain"] as? [String: Any])?["content"] as? Double ?? 0) > 0)
+            let explainedText = try await cli.run(["explain", requestID])
+            #expect(explainedText.stdout.contains("Replayed now") && explainedText.stdout.contains("OWN TEXT"))
+            let missing = try await cli.run(["explain", "req_does_not_exist"])
+            #expect(missing.status == 1)
+            #expect(missing.stderr.contains("No injection is recorded"))
+
             let sessions = try await cli.run(["sessions"])
             #expect(sessions.lines.first?.hasPrefix("SESSION") == true)
             #expect(sessions.stdout.contains("live"))

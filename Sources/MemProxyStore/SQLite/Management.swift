@@ -194,8 +194,7 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
     /// - Returns: The records, newest first (or oldest first after `filter.afterSequence`).
     public func injections(session: String, filter: InjectionFilter) async throws -> [StoredInjection] {
         var sql = """
-            SELECT seq, request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block,
-                   api, response_id
+            SELECT \(Self.injectionColumns)
             FROM injections WHERE session_id = ?
             """
         var arguments: StatementArguments = [session]
@@ -221,6 +220,21 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
         }
     }
 
+    static let injectionColumns =
+        "seq, request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block, api, response_id, query"
+
+    /// The injection record of request `requestID`, whatever its session (request ids are unique per process run;
+    /// the newest wins if one repeats).
+    public func injection(requestID: String) async throws -> StoredInjection? {
+        try await dbPool.read { db in
+            try Row.fetchOne(
+                db,
+                sql: "SELECT \(Self.injectionColumns) FROM injections WHERE request_id = ? ORDER BY seq DESC LIMIT 1",
+                arguments: [requestID]
+            ).map(Self.storedInjection(from:))
+        }
+    }
+
     private static func storedInjection(from row: Row) throws -> StoredInjection {
         let decoder = JSONDecoder()
         return StoredInjection(
@@ -236,7 +250,8 @@ extension SQLiteMemoryStore: ManagedMemoryStore {
                 recallMs: row[8],
                 block: row[9],
                 api: row[10],
-                responseID: row[11]
+                responseID: row[11],
+                query: row[12]
             )
         )
     }

@@ -168,6 +168,15 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v8") { db in
+            // Explaining a past request replays recall for the text it recalled with, found by its request id.
+            try db.execute(
+                sql: """
+                    ALTER TABLE injections ADD COLUMN query TEXT;
+                    CREATE INDEX injections_request ON injections(request_id);
+                    """
+            )
+        }
         return migrator
     }
 

@@ -88,7 +88,7 @@ extension Writer {
             db,
             sql: """
                 SELECT request_id, session_id, created_at, model, memory_ids, scores, tokens, recall_ms, block, api,
-                       response_id
+                       response_id, query
                 FROM injections WHERE session_id = ? ORDER BY created_at DESC, seq DESC LIMIT ?
                 """,
             arguments: [session, max(0, limit)]
@@ -106,7 +106,8 @@ extension Writer {
                 recallMs: row[7],
                 block: row[8],
                 api: row[9],
-                responseID: row[10]
+                responseID: row[10],
+                query: row[11]
             )
         }
     }

@@ -259,13 +259,13 @@ struct Writer: Sendable {
         try db.cachedStatement(
             sql: """
                 INSERT INTO injections(request_id, session_id, created_at, model, memory_ids, scores, tokens,
-                                       recall_ms, block, api, response_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                       recall_ms, block, api, response_id, query)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
         ).execute(arguments: [
             injection.requestID, injection.sessionID, injection.createdAt.timeIntervalSince1970, injection.model,
             try Self.json(ids: injection.memoryIDs), try Self.json(scores: injection.scores), injection.tokens,
-            injection.recallMs, injection.block, injection.api, injection.responseID,
+            injection.recallMs, injection.block, injection.api, injection.responseID, injection.query,
         ])
     }
 }
