@@ -197,6 +197,7 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
             _ = memproxy_curl_easy_setopt_long(easy, CURLOPT_HTTPGET, 1)
         case "HEAD":
             _ = memproxy_curl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+            transfer.expectsBody = false
         case "POST":
             _ = memproxy_curl_easy_setopt_long(easy, CURLOPT_POST, 1)
         default:

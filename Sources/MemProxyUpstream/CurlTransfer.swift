@@ -14,7 +14,10 @@ final class CurlTransfer: @unchecked Sendable {
 
     private struct State {
         var headContinuation: CheckedContinuation<Head, any Error>?
-        var headDelivered = false
+        /// The head has been decided (it arrived, or the transfer ended without one): set on the curl thread.
+        var headDecided = false
+        /// A head that arrived and is held back until the body's first bytes (see `deliverHead()`).
+        var head: Head?
         var chunks: [ByteBuffer] = []
         var chunkStart = 0
         var bufferedBytes = 0
@@ -23,11 +26,57 @@ final class CurlTransfer: @unchecked Sendable {
         var cancelled = false
         var pausedForBackpressure = false
         var connectionsOpened = 0
+
+        /// Takes the oldest buffered chunk; `unpause` says the transfer fell below the low-water mark.
+        mutating func takeChunk() -> (chunk: ByteBuffer, unpause: Bool)? {
+            guard self.chunkStart < self.chunks.count else { return nil }
+            let chunk = self.chunks[self.chunkStart]
+            self.chunkStart += 1
+            if self.chunkStart == self.chunks.count {
+                self.chunks.removeAll(keepingCapacity: true)
+                self.chunkStart = 0
+            }
+            self.bufferedBytes -= chunk.readableBytes
+            var unpause = false
+            if self.pausedForBackpressure && self.bufferedBytes <= CurlTransfer.lowWaterBytes {
+                self.pausedForBackpressure = false
+                unpause = true
+            }
+            return (chunk, unpause)
+        }
+
+        /// Resumes the suspended reader with whatever is ready: the head, then the next chunk or the end.
+        /// Returns true when the transfer should be unpaused.
+        mutating func resumeReader() -> Bool {
+            if let head = self.head, let continuation = self.headContinuation {
+                self.head = nil
+                self.headContinuation = nil
+                continuation.resume(returning: head)
+            }
+            guard let waiter = self.waiter else { return false }
+            if let (chunk, unpause) = self.takeChunk() {
+                self.waiter = nil
+                waiter.resume(returning: chunk)
+                return unpause
+            }
+            if let finished = self.finished {
+                self.waiter = nil
+                if let error = finished {
+                    waiter.resume(throwing: error)
+                } else {
+                    waiter.resume(returning: nil)
+                }
+            }
+            return false
+        }
     }
 
     /// Pause the curl transfer when this many bytes wait for a slow reader; resume below the low mark.
     static let highWaterBytes = 512 * 1024
     static let lowWaterBytes = 128 * 1024
+    /// Body bytes that arrive while earlier ones still wait for the reader are appended to the last waiting chunk
+    /// up to this size, so a reader that falls behind takes (and writes) fewer, larger chunks.
+    static let coalesceBytes = 64 * 1024
 
     private let state = Mutex(State())
     private weak var engine: CurlEngine?
@@ -38,6 +87,17 @@ final class CurlTransfer: @unchecked Sendable {
     var headerList: UnsafeMutablePointer<curl_slist>?
     /// Set (before the hand-off) once the transfer was queued for the curl thread; from then on the thread owns `easy`.
     var submitted = false
+    /// False for a HEAD request: no body follows whatever the head says.
+    var expectsBody = true
+    /// The response's Content-Length and whether it has a Transfer-Encoding (which then overrides the length),
+    /// once their header lines were seen; and the body bytes received so far.
+    private var contentLength: Int?
+    private var transferEncoded = false
+    private var receivedLength = 0
+    /// The body's length as announced, if the head announced one that holds.
+    private var expectedLength: Int? { self.transferEncoded ? nil : self.contentLength }
+    /// The final head was recorded (curl thread's copy of `State.headDecided`, read without the lock).
+    private var headRecorded = false
     let errorBuffer: UnsafeMutablePointer<CChar>
     private var pendingStatus = 0
     private var pendingHeaders: [(name: String, value: String)] = []
@@ -86,21 +146,7 @@ final class CurlTransfer: @unchecked Sendable {
             case wait
         }
         let step = self.state.withLock { state -> Step in
-            if state.chunkStart < state.chunks.count {
-                let chunk = state.chunks[state.chunkStart]
-                state.chunkStart += 1
-                if state.chunkStart == state.chunks.count {
-                    state.chunks.removeAll(keepingCapacity: true)
-                    state.chunkStart = 0
-                }
-                state.bufferedBytes -= chunk.readableBytes
-                var unpause = false
-                if state.pausedForBackpressure && state.bufferedBytes <= Self.lowWaterBytes {
-                    state.pausedForBackpressure = false
-                    unpause = true
-                }
-                return .chunk(chunk, unpause: unpause)
-            }
+            if let (chunk, unpause) = state.takeChunk() { return .chunk(chunk, unpause: unpause) }
             if let finished = state.finished { return .end(finished) }
             return .wait
         }
@@ -116,23 +162,12 @@ final class CurlTransfer: @unchecked Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
-                self.state.withLock { state in
-                    if state.chunkStart < state.chunks.count {
-                        // Data arrived between the check above and now.
-                        let chunk = state.chunks[state.chunkStart]
-                        state.chunkStart += 1
-                        state.bufferedBytes -= chunk.readableBytes
-                        continuation.resume(returning: chunk)
-                    } else if let finished = state.finished {
-                        if let error = finished {
-                            continuation.resume(throwing: error)
-                        } else {
-                            continuation.resume(returning: nil)
-                        }
-                    } else {
-                        state.waiter = continuation
-                    }
+                let unpause = self.state.withLock { state -> Bool in
+                    // Data may have arrived between the check above and now.
+                    state.waiter = continuation
+                    return state.resumeReader()
                 }
+                if unpause { self.engine?.unpause(self) }
             }
         } onCancel: {
             self.cancel(reason: "reader task cancelled")
@@ -148,6 +183,7 @@ final class CurlTransfer: @unchecked Sendable {
             state.finished = .some(error)
             state.headContinuation?.resume(throwing: error)
             state.headContinuation = nil
+            state.head = nil
             state.waiter?.resume(throwing: error)
             state.waiter = nil
             state.chunks.removeAll()
@@ -186,12 +222,31 @@ final class CurlTransfer: @unchecked Sendable {
             }
             self.pendingStatus = status
             self.pendingHeaders.removeAll(keepingCapacity: true)
+            self.contentLength = nil
+            self.transferEncoded = false
             return
         }
         guard let colon = bytes[0..<end].firstIndex(of: 0x3A) else { return }
+        if colon == 14, Self.name(bytes, is: "content-length") {
+            self.contentLength = Int(Self.trimmed(bytes, from: colon + 1, to: end))
+        } else if colon == 17, Self.name(bytes, is: "transfer-encoding") {
+            self.transferEncoded = true
+        }
         let name = Self.trimmed(bytes, from: 0, to: colon)
         let value = Self.trimmed(bytes, from: colon + 1, to: end)
         self.pendingHeaders.append((name: name, value: value))
+    }
+
+    /// Whether the line starts with `lowercased` in any case (the caller has checked the length).
+    private static func name(_ bytes: UnsafeRawBufferPointer, is lowercased: StaticString) -> Bool {
+        lowercased.withUTF8Buffer { expected in
+            for index in 0..<expected.count {
+                let byte = bytes[index]
+                let lower = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                if lower != expected[index] { return false }
+            }
+            return true
+        }
     }
 
     private static func trimmed(_ bytes: UnsafeRawBufferPointer, from start: Int, to end: Int) -> String {
@@ -202,13 +257,27 @@ final class CurlTransfer: @unchecked Sendable {
         return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
     }
 
+    /// Records the final head and decides when the reader gets it:
+    /// - no body (HEAD, 204, 304, `Content-Length: 0`): now, with the end, in one wake-up;
+    /// - a `Content-Length` body: held back until the body's first bytes (normally in the same read), so the reader
+    ///   wakes once for head and body, and for a small response the end too (see `receivedBody`);
+    /// - a body of unknown length (chunked, event streams): now, so a stream's head is not delayed.
     private func deliverHead() {
+        self.headRecorded = true
         let head = Head(status: self.pendingStatus, headers: self.pendingHeaders)
+        let status = self.pendingStatus
+        let noBody = !self.expectsBody || status == 204 || status == 304 || self.expectedLength == 0
+        let holdForBody = !noBody && self.expectedLength != nil
         self.state.withLock { state in
-            guard !state.headDelivered else { return }
-            state.headDelivered = true
-            state.headContinuation?.resume(returning: head)
-            state.headContinuation = nil
+            guard !state.headDecided else { return }
+            state.headDecided = true
+            state.head = head
+            if noBody && state.finished == nil {
+                state.finished = .some(nil)
+            }
+            if !holdForBody {
+                _ = state.resumeReader()
+            }
         }
     }
 
@@ -216,29 +285,39 @@ final class CurlTransfer: @unchecked Sendable {
     enum WriteResult { case accepted, pause, abort }
 
     func receivedBody(_ bytes: UnsafeRawBufferPointer) -> WriteResult {
-        if self.pendingStatus >= 200 {
-            self.deliverHeadIfNeeded()
+        if self.pendingStatus >= 200 && !self.headRecorded {
+            self.deliverHead()
         }
-        return self.state.withLock { state -> WriteResult in
+        // All the announced bytes are here: the body is complete, whatever curl says later (a failure can only come
+        // before the last byte). The reader gets the end now, with the head and the body, instead of after the pass.
+        // (Counted only if accepted below: paused bytes are delivered again.)
+        let complete = self.expectedLength.map { self.receivedLength + bytes.count >= $0 } ?? false
+        var unpause = false
+        let result = self.state.withLock { state -> WriteResult in
             if state.cancelled { return .abort }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                waiter.resume(returning: self.allocator.buffer(bytes: bytes))
-                return .accepted
-            }
             if state.bufferedBytes >= Self.highWaterBytes {
                 state.pausedForBackpressure = true
                 return .pause
             }
-            state.chunks.append(self.allocator.buffer(bytes: bytes))
+            let last = state.chunks.count - 1
+            if last >= state.chunkStart, state.chunks[last].readableBytes + bytes.count <= Self.coalesceBytes {
+                // Not handed out yet, so this array holds the only reference: the append is in place.
+                state.chunks[last].writeBytes(bytes)
+            } else {
+                state.chunks.append(self.allocator.buffer(bytes: bytes))
+            }
             state.bufferedBytes += bytes.count
+            if complete && state.finished == nil {
+                state.finished = .some(nil)
+            }
+            unpause = state.resumeReader()
             return .accepted
         }
-    }
-
-    private func deliverHeadIfNeeded() {
-        let delivered = self.state.withLock { $0.headDelivered }
-        if !delivered { self.deliverHead() }
+        if unpause { self.engine?.unpause(self) }
+        if result == .accepted {
+            self.receivedLength += bytes.count
+        }
+        return result
     }
 
     /// Called once when curl reports the transfer done (or when the engine drops it).
@@ -248,27 +327,20 @@ final class CurlTransfer: @unchecked Sendable {
         }
         self.state.withLock { state in
             state.connectionsOpened = connectionsOpened
-            if !state.headDelivered {
-                state.headDelivered = true
+            if !state.headDecided {
+                state.headDecided = true
                 if let error {
                     state.headContinuation?.resume(throwing: error)
+                    state.headContinuation = nil
                 } else {
-                    state.headContinuation?.resume(
-                        returning: Head(status: self.pendingStatus, headers: self.pendingHeaders)
-                    )
-                }
-                state.headContinuation = nil
-            }
-            guard state.finished == nil else { return }
-            state.finished = .some(error)
-            if let waiter = state.waiter {
-                state.waiter = nil
-                if let error {
-                    waiter.resume(throwing: error)
-                } else {
-                    waiter.resume(returning: nil)
+                    state.head = Head(status: self.pendingStatus, headers: self.pendingHeaders)
                 }
             }
+            if state.finished == nil {
+                state.finished = .some(error)
+            }
+            // Head, remaining body and end go to the reader together; nothing is paused any more.
+            _ = state.resumeReader()
         }
     }
 }
