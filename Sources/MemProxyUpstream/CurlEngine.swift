@@ -41,6 +41,9 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
         var commands: [Command] = []
         var stopping = false
         var started = false
+        /// The curl thread is in (or about to enter) `curl_multi_poll` with no command left: a new command must
+        /// wake it. While it runs it picks commands up by itself, so a submit then needs no wake-up syscall.
+        var sleeping = false
         var pendingBeforeStart: [Command] = []
     }
 
@@ -149,15 +152,17 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
     }
 
     private func submit(_ command: Command) {
-        let started = self.shared.withLock { shared -> Bool in
+        let wake = self.shared.withLock { shared -> Bool in
             guard shared.started else {
                 shared.pendingBeforeStart.append(command)
                 return false
             }
             shared.commands.append(command)
+            guard shared.sleeping else { return false }
+            shared.sleeping = false
             return true
         }
-        if started {
+        if wake {
             curl_multi_wakeup(self.multi)
         }
     }
@@ -240,6 +245,7 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
             let (commands, stopping) = self.shared.withLock { shared -> ([Command], Bool) in
                 let commands = shared.commands
                 shared.commands.removeAll(keepingCapacity: true)
+                shared.sleeping = false
                 return (commands, shared.stopping)
             }
             for command in commands {
@@ -250,8 +256,17 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
             }
             curl_multi_perform(self.multi, &running)
             self.collectFinished()
-            var numfds: Int32 = 0
-            curl_multi_poll(self.multi, nil, 0, 1000, &numfds)
+            // Sleep only if no command came in meanwhile; from here on a submit wakes the thread (a wake-up sent
+            // before the poll starts makes it return at once). A graceful stop wakes it unconditionally (`run()`).
+            let idle = self.shared.withLock { shared -> Bool in
+                guard shared.commands.isEmpty else { return false }
+                shared.sleeping = true
+                return true
+            }
+            if idle {
+                var numfds: Int32 = 0
+                curl_multi_poll(self.multi, nil, 0, 1000, &numfds)
+            }
         }
     }
 
