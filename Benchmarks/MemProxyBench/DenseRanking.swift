@@ -105,6 +105,11 @@ enum Fusion {
     /// candidate): a weak lexical match (only common words) is not stretched to 1, so a strong vector match can win.
     /// `floor` is in the store's score units (LoCoMo questions' best score: p10 ~4, p50 ~8, p90 ~14).
     case floored(weight: Double, floor: Double)
+    /// `weight` × cosine + (1 − `weight`) × score / max(best lexical score, `floor`): as `floored`, but the dense part
+    /// is the raw cosine, not rescaled over the candidates, so neither side is stretched by the other's candidate
+    /// set. A candidate without a lexical score gets 0 for that part; one without a vector (none here) gets cosine 0.
+    /// No lexical candidate: dense order; no query vector: lexical order.
+    case cosineFloored(weight: Double, floor: Double)
 
     var name: String {
         switch self {
@@ -112,6 +117,7 @@ enum Fusion {
         case .weighted(let weight): "weighted w=\(format(weight, 1))"
         case .zScore(let weight): "z-score w=\(format(weight, 1))"
         case .floored(let weight, let floor): "floored(\(Int(floor))) w=\(format(weight, 1))"
+        case .cosineFloored(let weight, let floor): "cosine-floored(\(Int(floor))) w=\(format(weight, 1))"
         }
     }
 
@@ -176,6 +182,14 @@ enum Fusion {
                 let densePart = denseHigh > denseLow ? (cosine - denseLow) / (denseHigh - denseLow) : 1
                 fused[id] = weight * densePart + (1 - weight) * lexicalPart
             }
+        case .cosineFloored(let weight, let floor):
+            let ceiling = max(lexical.map(\.score).max() ?? 0, floor)
+            let lexicalScores = Dictionary(lexical.map { ($0.id, $0.score) }, uniquingKeysWith: { first, _ in first })
+            for id in union {
+                let cosine = index.rows[id].map { Double(dense[$0]) } ?? 0
+                let lexicalPart = lexicalScores[id].map { ceiling > 0 ? max(0, $0) / ceiling : 0 } ?? 0
+                fused[id] = weight * cosine + (1 - weight) * lexicalPart
+            }
         case .zScore(let weight):
             let (denseMean, denseDeviation) = Self.meanAndDeviation(dense.map(Double.init))
             let (lexicalMean, lexicalDeviation) = Self.meanAndDeviation(lexical.map(\.score))
@@ -206,11 +220,12 @@ enum Fusion {
     static let grid: [Fusion] =
         [.reciprocalRank(k: 60)] + (1...9).map { .weighted(weight: Double($0) / 10) } + (1...9).map { .zScore(weight: Double($0) / 10) }
 
-    /// Evaluated on float32 only.
     static let floorGrid: [Fusion] = [8.0, 12, 16, 20].flatMap { floor in (3...6).map { .floored(weight: Double($0) / 10, floor: floor) } }
+
+    static let cosineFloorGrid: [Fusion] = [16.0, 20, 24, 32].flatMap { floor in (3...5).map { .cosineFloored(weight: Double($0) / 10, floor: floor) } }
 }
 
 /// The fusions evaluated for one encoding of the vectors.
 func fusions(_ encoding: DenseIndex.Encoding) -> [Fusion] {
-    encoding == .f32 ? Fusion.grid + Fusion.floorGrid : Fusion.grid
+    Fusion.grid + Fusion.floorGrid + Fusion.cosineFloorGrid
 }

@@ -17,6 +17,11 @@ struct EmbeddingsBenchmark {
     let depth: Int
     let costSamples: Int
     let probe: Bool
+    /// `--fusions NAME,NAME,…`: evaluate only these fusions (names as printed, without the encoding; `none` for
+    /// none); all of them by default.
+    let fusionFilter: Set<String>?
+    /// `--dump FILE`: write what the fusions read (`EmbeddingsDump`).
+    let dumpPath: String?
 
     init(options: Options) throws {
         dataPath = options.string("data", default: "../shared/data/locomo-dev.json")
@@ -34,6 +39,15 @@ struct EmbeddingsBenchmark {
         depth = try options.int("candidates", default: 50)
         costSamples = try options.int("cost-samples", default: 100)
         probe = options.string("probe", default: "1") != "0"
+        fusionFilter = options.value("fusions").map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
+        dumpPath = options.value("dump")
+    }
+
+    /// The fusions evaluated for one encoding, after `--fusions`.
+    func selectedFusions(_ encoding: DenseIndex.Encoding) -> [Fusion] {
+        let all = fusions(encoding)
+        guard let fusionFilter else { return all }
+        return all.filter { fusionFilter.contains($0.name) }
     }
 
     struct Turn {
@@ -113,11 +127,12 @@ struct EmbeddingsBenchmark {
         let store = try SQLiteMemoryStore(configuration: configuration, logger: logger)
         let fusedEncodings: [DenseIndex.Encoding] = [.f32, .int8]
         var names = ["lexical (default)"] + DenseIndex.Encoding.allCases.map { "dense \($0.rawValue)" }
-        for encoding in fusedEncodings { names += fusions(encoding).map { "\($0.name) \(encoding.rawValue)" } }
+        for encoding in fusedEncodings { names += selectedFusions(encoding).map { "\($0.name) \(encoding.rawValue)" } }
         var results: [String: Result] = [:]
         var denseTime: [DenseIndex.Encoding: Duration] = [:]
         var fusionTime = Duration.zero
         var lexicalTop: [Double] = []
+        var dump = EmbeddingsDump()
         for question in questions {
             let ranked = try await store.recall(session: question.session, query: question.text, limit: 20)
             results[names[0], default: Result()].add(ranked: ranked.compactMap { dialogueOfMemory[$0.memory.id] }, question: question)
@@ -134,8 +149,17 @@ struct EmbeddingsBenchmark {
                 results["dense \(encoding.rawValue)", default: Result()].add(
                     ranked: top.compactMap { dialogueOfMemory[index.ids[$0]] }, question: question
                 )
+                if encoding == .int8, dumpPath != nil {
+                    let rowOfDialogue = Dictionary(index.ids.enumerated().map { (dialogueOfMemory[$1] ?? "", $0) }, uniquingKeysWith: { first, _ in first })
+                    dump.addQuestion(
+                        session: question.session, category: question.category,
+                        evidence: question.evidence.compactMap { rowOfDialogue[$0] }.sorted(),
+                        lexical: candidates.compactMap { candidate in index.rows[candidate.id].map { (row: $0, score: candidate.score) } },
+                        cosines: scores
+                    )
+                }
                 guard fusedEncodings.contains(encoding) else { continue }
-                for fusion in fusions(encoding) {
+                for fusion in selectedFusions(encoding) {
                     let start = ContinuousClock.now
                     let fused = fusion.rank(lexical: candidates, dense: scores, index: index, depth: depth)
                     fusionTime += ContinuousClock.now - start
@@ -152,7 +176,7 @@ struct EmbeddingsBenchmark {
         }
         print(
             "\ndense ranking CPU per query (exact, scalar loops, one session of ~\(turnCount / max(sessions.count, 1)) turns): "
-                + timing.joined(separator: ", ") + "; one fusion \(format(milliseconds(fusionTime) * 1000 / perQuestion / Double(fusions(.f32).count + fusions(.int8).count), 0)) µs"
+                + timing.joined(separator: ", ") + "; one fusion \(format(milliseconds(fusionTime) * 1000 / perQuestion / Double(max(1, selectedFusions(.f32).count + selectedFusions(.int8).count)), 0)) µs"
         )
 
         lexicalTop.sort()
@@ -162,9 +186,10 @@ struct EmbeddingsBenchmark {
         )
         try await measureCost(questions: questions.map(\.text), turns: sessions.values.flatMap { $0.map(\.content) })
         if probe {
-            try await EmbeddingsProbe(client: client, depth: depth, logger: logger)
-                .run(distractors: sessions.keys.sorted().flatMap { sessions[$0]!.map(\.content) }, cache: &cache)
+            try await EmbeddingsProbe(client: client, depth: depth, logger: logger, fusions: selectedFusions)
+                .run(distractors: sessions.keys.sorted().flatMap { sessions[$0]!.map(\.content) }, cache: &cache, dump: &dump)
         }
+        if let dumpPath { try dump.write(to: dumpPath) }
     }
 
     /// Loads the conversations the way `LoCoMoBenchmark` does (same memories, same order, same dates).

@@ -9,6 +9,7 @@ struct EmbeddingsProbe {
     let client: EmbeddingsClient
     let depth: Int
     let logger: Logger
+    let fusions: (DenseIndex.Encoding) -> [Fusion]
 
     /// (fact, question): generic, written for this probe; no content word in common.
     static let pairs: [(fact: String, question: String)] = [
@@ -53,7 +54,7 @@ struct EmbeddingsProbe {
         return words(a).intersection(words(b))
     }
 
-    func run(distractors: [String], cache: inout EmbeddingsCache) async throws {
+    func run(distractors: [String], cache: inout EmbeddingsCache, dump: inout EmbeddingsDump) async throws {
         guard distractors.count >= Self.distractorsPerFact else { return }
         let speaker = "Robin"
         let facts = Self.pairs.map { "\(speaker): \($0.fact)" }
@@ -96,6 +97,13 @@ struct EmbeddingsProbe {
             let query = cache[pair.question]!
             for encoding in DenseIndex.Encoding.allCases {
                 let scores = index.scores(query, encoding)
+                if encoding == .int8, let factRow = index.rows[factID] {
+                    dump.addProbe(
+                        fact: factRow,
+                        lexical: candidates.compactMap { candidate in index.rows[candidate.id].map { (row: $0, score: candidate.score) } },
+                        cosines: scores
+                    )
+                }
                 if DenseIndex.top(scores, 5).contains(where: { index.ids[$0] == factID }) {
                     hits["dense \(encoding.rawValue)", default: 0] += 1
                 }

@@ -9,6 +9,7 @@ import Foundation
 ///                      [--try "near=0.4,far=0.3;temporal=2"]
 /// MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
 ///                      [--embeddings-cache bench-out/embeddings] [--cost-samples 100] [--probe 1]
+///                      [--fusions "NAME,NAME"] [--dump FILE]
 /// MemProxyBench write  [--exchanges 5000] [--existing 20000] [--reply-words 80]
 /// ```
 /// Run from the repository root (the default data path is relative to it).
@@ -50,6 +51,7 @@ struct MemProxyBench {
                    MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
                                         [--embeddings-dimensions D] [--embeddings-encoding float|base64]
                                         [--embeddings-cache bench-out/embeddings] [--cost-samples 100] [--probe 1|0]
+                                        [--fusions "NAME,NAME" (as printed, no encoding; none)] [--dump FILE]
                                         (lexical / dense / hybrid; the key from MEMPROXY_EMBEDDINGS_API_KEY)
                    MemProxyBench write [--exchanges 5000] [--existing 20000] [--reply-words 80]
             knobs for --try: near, far, date, temporal, feedback, feedback_terms, feedback_weight, budget, depth,
