@@ -39,10 +39,13 @@ let package = Package(
         ),
         // MemoryStore protocols and models; Recall/: the in-memory recall every backend shares; SQLite/: the SQLite
         // (GRDB) implementation with its batching writer.
+        // Exact int8 dot products for recall by meaning: AVX2 when the CPU has it, plain C otherwise.
+        .target(name: "CVectorKernels"),
         .target(
             name: "MemProxyStore",
             dependencies: [
                 "MemProxyCore",
+                "CVectorKernels",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // The C API, for the FTS5 auxiliary function recall ranks with (`SessionBM25`).
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),

@@ -40,7 +40,21 @@ public func buildApplication(
     }
     let engine = CurlEngine(logger: logger, metricsFactory: factory)
     services.append(engine)
-    let memory = MemoryFlow(store: store, configuration: configuration.memory, metrics: metrics)
+    // Recall by meaning (`[embeddings]`): queries embedded on the request path, memories in the background.
+    var queryEmbedder: QueryEmbedder?
+    if let client = configuration.embeddings.client(upstream: engine) {
+        queryEmbedder = QueryEmbedder(
+            embedder: client, timeoutMs: configuration.embeddings.queryTimeoutMs, logger: logger,
+            metricsFactory: factory)
+        if let vectors = store as? any EmbeddingStore {
+            services.append(
+                Embedder(
+                    store: vectors, embedder: client, model: configuration.embeddings.fingerprint,
+                    batchSize: configuration.embeddings.batchSize, logger: logger, metricsFactory: factory))
+        }
+    }
+    let memory = MemoryFlow(
+        store: store, configuration: configuration.memory, metrics: metrics, queryEmbedder: queryEmbedder)
     let forwarder = Forwarder(upstream: engine, configuration: configuration, metrics: metrics, memory: memory)
 
     let router = Router(context: ProxyRequestContext.self)
@@ -104,6 +118,7 @@ func makeSQLiteStore(
     storeConfiguration.maxQueuedWrites = configuration.memory.maxQueuedWrites
     storeConfiguration.maxCachedMemories = configuration.memory.recallCacheMemories
     storeConfiguration.injectionRetentionDays = configuration.memory.injectionRetentionDays
+    storeConfiguration.embeddingModel = configuration.embeddings.enabled ? configuration.embeddings.fingerprint : nil
     return try SQLiteMemoryStore(
         configuration: storeConfiguration,
         logger: logger,

@@ -42,6 +42,9 @@ import TOMLKit
 ///   (least recently used sessions are dropped first and rebuilt from the database on their next recall).
 /// - `admin.api_key` (string, unset): when set, every `/memory/v1` request needs `Authorization: Bearer <key>`;
 ///   when unset, `/memory/v1` answers loopback clients only. Secret: never logged.
+/// - `embeddings.*`: recall by meaning, off while `url` is empty (``Embeddings``): `url`, `model`, `api_key`
+///   (secret), `dimensions`, `query_timeout_ms` (150), `batch_size` (64), `weight` (the vectors' share of the fused
+///   score, 0.4).
 /// - `recall.*`: how recall ranks memories (see `RecallSettings`; README "Retrieval quality"): `near_weight` (0.5),
 ///   `far_weight` (0.4), `date_weight` (1.0), `temporal_boost` (1.5), `feedback_documents` (0), `feedback_terms`
 ///   (10), `feedback_weight` (0.2), `semantic_weight` (1.25), `rerank_depth` (10), `candidate_budget` (400).
@@ -94,6 +97,7 @@ public struct ProxyConfiguration: Sendable {
     public var memory = Memory()
     public var recall = RecallSettings()
     public var admin = Admin()
+    public var embeddings = Embeddings()
 
     public init() {}
 }
@@ -255,8 +259,9 @@ extension ProxyConfiguration {
             try key.apply(&config, .string(value))
         }
         if let problem = config.recall.problems.first {
-            throw ConfigurationError("recall.\(problem)")
+            throw ConfigurationError(problem.hasPrefix("embeddings.") ? problem : "recall.\(problem)")
         }
+        try config.checkEmbeddings()
         return config
     }
 

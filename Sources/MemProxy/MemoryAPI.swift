@@ -3,6 +3,8 @@ import HTTPTypes
 public import Logging
 import MemProxyCore
 import MemProxyStore
+import MemProxyUpstream
+import Metrics
 
 /// Memory management: what `/memory/v1` serves and what the `memproxy memories …` commands run, in one place.
 ///
@@ -44,7 +46,20 @@ public struct MemoryAPI: Sendable {
         } catch {
             throw Self.unavailable(error)
         }
-        let builder = MemoryContextBuilder(store: store, maxInjectedTokens: configuration.memory.maxInjectedTokens)
+        // A recall preview ranks as the proxy does: with `[embeddings]` on, the query is embedded too (an engine for
+        // this process's few calls; it ends with the process).
+        var queryEmbedder: QueryEmbedder?
+        if configuration.embeddings.enabled {
+            let engine = CurlEngine(logger: logger)
+            Task.detached { try? await engine.run() }
+            if let client = configuration.embeddings.client(upstream: engine) {
+                queryEmbedder = QueryEmbedder(
+                    embedder: client, timeoutMs: configuration.embeddings.queryTimeoutMs, logger: logger,
+                    metricsFactory: NOOPMetricsHandler.instance)
+            }
+        }
+        let builder = MemoryContextBuilder(
+            store: store, maxInjectedTokens: configuration.memory.maxInjectedTokens, queryEmbedder: queryEmbedder)
         return MemoryAPI(store: store, contextBuilder: builder, defaultTopK: configuration.memory.topK)
     }
 
@@ -161,16 +176,19 @@ public struct MemoryAPI: Sendable {
         let session = try MemoryInput.session(session)
         let query = try MemoryInput.content(query, param: "query")
         let topK = try MemoryInput.limit(topK, name: "top_k", bounds: (self.defaultTopK, MemoryInput.topKRange))
+        // As the proxy ranks: with the query's embedding when `[embeddings]` is on (late → lexical).
+        let embedding = await self.contextBuilder.embedding(for: topK > 0 ? query : nil)
         let context = try await self.storeCall {
             try await self.contextBuilder.build(
-                session: session, query: query, excluding: [query], topK: topK, explain: explain)
+                session: session, query: query, excluding: [query], topK: topK, explain: explain, embedding: embedding)
         }
         let memories = (context.block?.memories ?? []).compactMap { item in
             context.candidates.first { $0.id == item.id }.map {
                 MemoryObject($0, score: item.score, explanation: context.explanations[item.id])
             }
         }
-        return RecallResult(memories: memories, context: context.block?.text ?? "")
+        return RecallResult(
+            memories: memories, context: context.block?.text ?? "", recall: context.recallMode?.rawValue)
     }
 
     /// Why request `requestID` got the memories it got: its injection record, and recall replayed now, with

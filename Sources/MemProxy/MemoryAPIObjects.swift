@@ -49,18 +49,21 @@ public struct MemoryObject: Sendable, Equatable {
         ])
         if let score = self.score { object["score"] = .real(score) }
         if let explanation = self.explanation {
-            object["explain"] = .object(
-                JSONObject([
-                    ("content", .real(explanation.content)),
-                    ("near", .real(explanation.near)),
-                    ("far", .real(explanation.far)),
-                    ("date", .real(explanation.date)),
-                    ("feedback", .real(explanation.feedback)),
-                    ("relevance", .real(explanation.relevance)),
-                    ("type_weight", .real(explanation.typeWeight)),
-                    ("temporal", .real(explanation.temporal)),
-                    ("score", .real(explanation.score)),
-                ]))
+            var parts = JSONObject([
+                ("content", .real(explanation.content)),
+                ("near", .real(explanation.near)),
+                ("far", .real(explanation.far)),
+                ("date", .real(explanation.date)),
+                ("feedback", .real(explanation.feedback)),
+                ("relevance", .real(explanation.relevance)),
+                ("type_weight", .real(explanation.typeWeight)),
+                ("temporal", .real(explanation.temporal)),
+            ])
+            // Recall by meaning: the lexical score and the cosine the final score fused.
+            if let lexical = explanation.lexical { parts["lexical"] = .real(lexical) }
+            if explanation.lexical != nil { parts["cosine"] = explanation.cosine.map(JSONValue.real) ?? .null }
+            parts["score"] = .real(explanation.score)
+            object["explain"] = .object(parts)
         }
         return .object(object)
     }
@@ -163,9 +166,14 @@ public struct RecallResult: Sendable, Equatable {
     public var memories: [MemoryObject]
     /// Exactly the block the proxy would inject (empty when nothing would be injected).
     public var context: String
+    /// With `[embeddings]` on: `hybrid` (ranked by meaning and words) or `lexical` (the query's embedding was late
+    /// or failed), as the proxy's `X-Memory-Recall`; `nil` (no `"recall"` key) when embeddings are off.
+    public var recall: String?
 
     var jsonValue: JSONValue {
-        .object(JSONObject([("data", .array(self.memories.map(\.jsonValue))), ("context", .string(self.context))]))
+        var object = JSONObject([("data", .array(self.memories.map(\.jsonValue))), ("context", .string(self.context))])
+        if let recall { object["recall"] = .string(recall) }
+        return .object(object)
     }
 
     /// Compact JSON.

@@ -10,8 +10,10 @@ struct MemoryContext: Sendable {
     var candidates: [Memory]
     /// Why each recalled memory scored as it did, by id, when asked (``MemoryContextBuilder/build``'s `explain`).
     var explanations: [String: RecallExplanation] = [:]
-    /// Time spent reading the store.
+    /// Time spent recalling: the query's embedding (when on) and reading the store.
     var recallMs: Double
+    /// With `[embeddings]` on: whether recall ranked by meaning too (the query's embedding arrived in time).
+    var recallMode: RecallMode?
 }
 
 /// The ONE function that builds the memory block, used by the proxy for every chat request and by
@@ -25,14 +27,35 @@ struct MemoryContextBuilder: Sendable {
     /// Procedural memories are read only from stores that can list memories.
     let managed: (any ManagedMemoryStore)?
     let maxInjectedTokens: Int
+    /// Embeds queries when `[embeddings]` is on; `nil`: recall is lexical.
+    let queryEmbedder: QueryEmbedder?
 
     /// The most procedural memories a block carries.
     static let maxProcedural = 50
 
-    init(store: any MemoryStore, maxInjectedTokens: Int) {
+    init(store: any MemoryStore, maxInjectedTokens: Int, queryEmbedder: QueryEmbedder? = nil) {
         self.store = store
         self.managed = store as? any ManagedMemoryStore
         self.maxInjectedTokens = maxInjectedTokens
+        self.queryEmbedder = queryEmbedder
+    }
+
+    /// The query's embedding for recall by meaning, within `embeddings.query_timeout_ms`: `(nil, nil)` when
+    /// embeddings are off (or there is no query), `(nil, .lexical)` when it was late or failed.
+    func embedding(for query: String?) async -> QueryEmbedding {
+        guard let queryEmbedder, let query, !query.isEmpty else { return QueryEmbedding() }
+        let start = ContinuousClock.now
+        let vector = await queryEmbedder.vector(for: query)
+        return QueryEmbedding(
+            vector: vector, mode: vector == nil ? .lexical : .hybrid,
+            milliseconds: AccessLogMiddleware.seconds(since: start) * 1000)
+    }
+
+    /// What ``embedding(for:)`` found.
+    struct QueryEmbedding: Sendable {
+        var vector: [Float]?
+        var mode: RecallMode?
+        var milliseconds = 0.0
     }
 
     /// Builds the block for a request whose newest user message is `query`.
@@ -45,8 +68,10 @@ struct MemoryContextBuilder: Sendable {
     /// - Throws: When the store fails.
     ///   - explain: Whether the recalled memories' scores are explained (``MemoryContext/explanations``).
     func build(
-        session: String, query: String?, excluding: [String], topK: Int, explain: Bool = false
+        session: String, query: String?, excluding: [String], topK: Int, explain: Bool = false,
+        embedding: QueryEmbedding = QueryEmbedding()
     ) async throws -> MemoryContext {
+        let vector = embedding.vector
         let start = ContinuousClock.now
         let procedural: [Memory]
         var recalled: [RecalledMemory] = []
@@ -54,11 +79,13 @@ struct MemoryContextBuilder: Sendable {
             // One read for both (recall also skips procedural memories, which lead the block anyway).
             if explain, let query, topK > 0 {
                 (procedural, recalled) = try await managed.explainedContext(
-                    session: session, query: query, limit: topK * 2, proceduralLimit: Self.maxProcedural)
+                    session: session, query: query, vector: vector, limit: topK * 2,
+                    proceduralLimit: Self.maxProcedural)
             } else {
                 (procedural, recalled) = try await managed.context(
                     session: session,
                     query: topK > 0 ? query : nil,
+                    vector: vector,
                     limit: topK * 2,
                     proceduralLimit: Self.maxProcedural
                 )
@@ -69,30 +96,37 @@ struct MemoryContextBuilder: Sendable {
                 recalled = try await self.store.recall(session: session, query: query, limit: topK * 2)
             }
         }
-        return assemble(procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start)
+        return assemble(
+            procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start,
+            embedding: embedding)
     }
 
     /// ``build(session:query:excluding:topK:)`` when the store can recall at once from memory
     /// (``ManagedMemoryStore/cachedContext(session:query:limit:proceduralLimit:)``); `nil` when it cannot.
-    func buildCached(session: String, query: String?, excluding: [String], topK: Int) -> MemoryContext? {
+    func buildCached(
+        session: String, query: String?, excluding: [String], topK: Int, embedding: QueryEmbedding = QueryEmbedding()
+    ) -> MemoryContext? {
         let start = ContinuousClock.now
         guard
             let managed,
             let (procedural, recalled) = managed.cachedContext(
                 session: session,
                 query: topK > 0 ? query : nil,
+                vector: embedding.vector,
                 limit: topK * 2,
                 proceduralLimit: Self.maxProcedural
             )
         else { return nil }
-        return assemble(procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start)
+        return assemble(
+            procedural: procedural, recalled: recalled, excluding: excluding, topK: topK, start: start,
+            embedding: embedding)
     }
 
     private func assemble(
         procedural: [Memory], recalled: [RecalledMemory], excluding: [String], topK: Int,
-        start: ContinuousClock.Instant
+        start: ContinuousClock.Instant, embedding: QueryEmbedding
     ) -> MemoryContext {
-        let recallMs = AccessLogMiddleware.seconds(since: start) * 1000
+        let recallMs = AccessLogMiddleware.seconds(since: start) * 1000 + embedding.milliseconds
         let ordered = InjectionOrder.candidates(
             procedural: procedural.map { Self.injectable($0, score: 0) },
             recalled: recalled.map { Self.injectable($0.memory, score: $0.score) }
@@ -103,7 +137,9 @@ struct MemoryContextBuilder: Sendable {
             topK: topK + procedural.count,
             maxTokens: self.maxInjectedTokens
         )
-        var context = MemoryContext(block: block, candidates: procedural + recalled.map(\.memory), recallMs: recallMs)
+        var context = MemoryContext(
+            block: block, candidates: procedural + recalled.map(\.memory), recallMs: recallMs,
+            recallMode: embedding.mode)
         for memory in recalled {
             if let explanation = memory.explanation { context.explanations[memory.memory.id] = explanation }
         }

@@ -24,11 +24,15 @@ struct MemoryFlow: Sendable {
     /// The blocks of recent responses that can be continued by id, for their continuations.
     let responses = ResponseBlocks()
 
-    init(store: any MemoryStore, configuration: ProxyConfiguration.Memory, metrics: AppMetrics) {
+    init(
+        store: any MemoryStore, configuration: ProxyConfiguration.Memory, metrics: AppMetrics,
+        queryEmbedder: QueryEmbedder? = nil
+    ) {
         self.store = store
         self.configuration = configuration
         self.metrics = metrics
-        self.contextBuilder = MemoryContextBuilder(store: store, maxInjectedTokens: configuration.maxInjectedTokens)
+        self.contextBuilder = MemoryContextBuilder(
+            store: store, maxInjectedTokens: configuration.maxInjectedTokens, queryEmbedder: queryEmbedder)
         self.consumedHeaders = Set(configuration.sessionHeaders.map { $0.lowercased() })
     }
 
@@ -93,6 +97,8 @@ struct MemoryFlow: Sendable {
         var tokens = 0
         var recallMs: Double
         var storeFailed: Bool
+        /// With `[embeddings]` on: how recall ranked (`X-Memory-Recall`).
+        var recallMode: RecallMode?
         /// The injection record, not yet submitted (the caller submits it, or hands it to the capture to submit
         /// with the upstream's response id).
         var record: InjectionRecord?
@@ -143,6 +149,7 @@ struct MemoryFlow: Sendable {
         let start = ContinuousClock.now
         var block: (text: String, ids: [String], scores: [Double], tokens: Int)?
         var recallMs: Double
+        var recallMode: RecallMode?
         /// What recall searched with (a reused block: what the earlier request searched with).
         var query = request.newestUserText
         do {
@@ -155,6 +162,7 @@ struct MemoryFlow: Sendable {
             } else {
                 let context = try await self.context(for: request, session: session)
                 recallMs = context.recallMs
+                recallMode = context.recallMode
                 if let rendered = context.block {
                     block = (
                         rendered.text, rendered.memories.map(\.id), rendered.memories.map(\.score), rendered.tokens
@@ -173,7 +181,7 @@ struct MemoryFlow: Sendable {
         }
         self.metrics.recordRecall(milliseconds: recallMs)
         guard let block else {
-            return Injection(body: originalBody, recallMs: recallMs, storeFailed: false)
+            return Injection(body: originalBody, recallMs: recallMs, storeFailed: false, recallMode: recallMode)
         }
         var edited = request
         edited.inject(block.text, placement: self.configuration.placement)
@@ -187,6 +195,7 @@ struct MemoryFlow: Sendable {
                 "memory.scores": .array(block.scores.map { .stringConvertible(($0 * 1000).rounded() / 1000) }),
                 "memory.tokens": .stringConvertible(block.tokens),
                 "memory.recall_ms": .stringConvertible((recallMs * 1000).rounded() / 1000),
+                "memory.recall": .string(recallMode?.rawValue ?? "lexical"),
             ]
         )
         logger.debug("memory.injected_text", metadata: ["memory.block": .string(block.text)])
@@ -210,6 +219,7 @@ struct MemoryFlow: Sendable {
             tokens: block.tokens,
             recallMs: recallMs,
             storeFailed: false,
+            recallMode: recallMode,
             record: record
         )
     }
@@ -219,13 +229,18 @@ struct MemoryFlow: Sendable {
     private func context(for request: some MemoryRequest, session: String) async throws -> MemoryContext {
         let builder = self.contextBuilder
         let (query, excluding, topK) = (request.newestUserText, request.messageTexts, self.configuration.topK)
-        if let cached = builder.buildCached(session: session, query: query, excluding: excluding, topK: topK) {
+        // Recall by meaning (`[embeddings]`): the query's embedding first, within its own deadline; late → lexical.
+        let embedding = await builder.embedding(for: topK > 0 ? query : nil)
+        if let cached = builder.buildCached(
+            session: session, query: query, excluding: excluding, topK: topK, embedding: embedding)
+        {
             // The session's index in memory is current: no database read, nothing to wait for.
             return cached
         }
         // A locked or stalled database must not hold the request: past the deadline we fail open.
         return try await withDeadline(milliseconds: self.configuration.recallTimeoutMs) {
-            try await builder.build(session: session, query: query, excluding: excluding, topK: topK)
+            try await builder.build(
+                session: session, query: query, excluding: excluding, topK: topK, embedding: embedding)
         }
     }
 
@@ -249,6 +264,7 @@ struct MemoryFlow: Sendable {
             ("X-Memory-Tokens", String(injection?.tokens ?? 0)),
             ("X-Memory-Recall-Ms", String(format: "%.2f", injection?.recallMs ?? 0)),
         ]
+        if let mode = injection?.recallMode { headers.append(("X-Memory-Recall", mode.rawValue)) }
         if injection?.storeFailed == true {
             headers.append(("X-Memory-Error", "store_unavailable"))
         } else if backlogged {

@@ -6,17 +6,19 @@ public import Foundation
 public protocol ManagedMemoryStore: MemoryStore {
     /// In one read: the session's procedural memories (newest first, at most `proceduralLimit`) and, when
     /// `query` is given, its `limit` best other memories for it (best first). What a memory block is built from.
-    func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
+    /// With `vector` (the query's embedding), memories are ranked by meaning and words together where the session
+    /// has vectors (recall by meaning, ``EmbeddingStore``); without, by words.
+    func context(session: String, query: String?, vector: [Float]?, limit: Int, proceduralLimit: Int) async throws
         -> (procedural: [Memory], recalled: [RecalledMemory])
 
-    /// ``context(session:query:limit:proceduralLimit:)`` with each recalled memory's score explained
+    /// ``context(session:query:vector:limit:proceduralLimit:)`` with each recalled memory's score explained
     /// (``RecalledMemory/explanation``): the same memories in the same order, for the recall API's `"explain"`.
-    func explainedContext(session: String, query: String, limit: Int, proceduralLimit: Int) async throws
-        -> (procedural: [Memory], recalled: [RecalledMemory])
+    func explainedContext(session: String, query: String, vector: [Float]?, limit: Int, proceduralLimit: Int)
+        async throws -> (procedural: [Memory], recalled: [RecalledMemory])
 
-    /// ``context(session:query:limit:proceduralLimit:)`` when the store can answer at once, from memory, without
-    /// blocking; `nil` when it cannot (call the async form).
-    func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
+    /// ``context(session:query:vector:limit:proceduralLimit:)`` when the store can answer at once, from memory,
+    /// without blocking; `nil` when it cannot (call the async form).
+    func cachedContext(session: String, query: String?, vector: [Float]?, limit: Int, proceduralLimit: Int)
         -> (procedural: [Memory], recalled: [RecalledMemory])?
 
     /// The memory `id` of `session`; `nil` when it does not exist in that session.
@@ -63,6 +65,30 @@ public protocol ManagedMemoryStore: MemoryStore {
 
     /// The injection record of request `requestID`, whatever its session; `nil` when there is none.
     func injection(requestID: String) async throws -> StoredInjection?
+}
+
+extension ManagedMemoryStore {
+    /// Lexical ``context(session:query:vector:limit:proceduralLimit:)``.
+    public func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+    {
+        try await context(session: session, query: query, vector: nil, limit: limit, proceduralLimit: proceduralLimit)
+    }
+
+    /// Lexical ``explainedContext(session:query:vector:limit:proceduralLimit:)``.
+    public func explainedContext(session: String, query: String, limit: Int, proceduralLimit: Int) async throws
+        -> (procedural: [Memory], recalled: [RecalledMemory])
+    {
+        try await explainedContext(
+            session: session, query: query, vector: nil, limit: limit, proceduralLimit: proceduralLimit)
+    }
+
+    /// Lexical ``cachedContext(session:query:vector:limit:proceduralLimit:)``.
+    public func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
+        -> (procedural: [Memory], recalled: [RecalledMemory])?
+    {
+        cachedContext(session: session, query: query, vector: nil, limit: limit, proceduralLimit: proceduralLimit)
+    }
 }
 
 /// The order of a memory listing. An extensible option type.

@@ -145,7 +145,10 @@ public struct Memory: Sendable, Equatable, Codable {
 extension Memory {
     /// Whether this memory is a reply that did not complete (`"incomplete": true` in its metadata: the upstream
     /// failed, or the client went away, mid-reply). It is kept, but never recalled or injected.
-    public var isIncompleteReply: Bool {
+    public var isIncompleteReply: Bool { Self.marksIncompleteReply(metadata: metadata) }
+
+    /// Whether a memory with this metadata is a reply that did not complete (``isIncompleteReply``).
+    static func marksIncompleteReply(metadata: String) -> Bool {
         guard metadata.contains("\"incomplete\"") else { return false }
         guard case .object(let object)? = try? JSON.parse(metadata.utf8) else { return false }
         return object["incomplete"] == .bool(true)
@@ -174,6 +177,12 @@ public struct RecallExplanation: Sendable, Equatable {
     public var temporal: Double
     /// The final score.
     public var score: Double
+    /// Recall by meaning: the memory's cosine similarity to the query's embedding (`nil`: lexical recall, or the
+    /// memory has no vector yet).
+    public var cosine: Double?
+    /// Recall by meaning: its lexical score (the score recall by words alone gives it; 0 when only the vectors found
+    /// it), fused with the cosine into ``score``. `nil` for lexical recall.
+    public var lexical: Double?
 
     /// Creates an explanation.
     public init(

@@ -22,11 +22,14 @@ struct RecallQuery: Sendable {
     var temporal: Bool
     /// Whether each recalled memory carries a ``RecallExplanation`` (the recall API's `"explain": true`).
     var explain: Bool
+    /// The query text's embedding, when recall ranks by meaning too (``HybridRanking``).
+    var vector: CompactVector?
 
-    init(text: String, explain: Bool = false) {
+    init(text: String, explain: Bool = false, vector: [Float]? = nil) {
         terms = FTSQueryBuilder.terms(from: text)
         temporal = TemporalCues.isTemporalQuestion(text)
         self.explain = explain
+        self.vector = vector.flatMap(CompactVector.init(quantizing:))
     }
 }
 
@@ -85,8 +88,14 @@ enum Recall {
         let procedural = index.proceduralRows.reversed().prefix(max(0, proceduralLimit))
             .map { index.memories[Int($0)] }
         let rankedLimit = proceduralCountsTowardLimit ? limit - procedural.count : limit
-        guard let query, rankedLimit > 0, !query.terms.isEmpty else { return ((procedural, []), [:]) }
+        guard let query, rankedLimit > 0 else { return ((procedural, []), [:]) }
         let engine = RecallEngine(index: index, settings: settings, tokenizer: tokenizer)
+        if let vector = query.vector, index.vectors.present > 0,
+            let (ranked, frequencies) = HybridRanking.rank(engine, query: query, vector: vector, limit: rankedLimit)
+        {
+            return ((procedural, ranked), frequencies)
+        }
+        guard !query.terms.isEmpty else { return ((procedural, []), [:]) }
         let (ranked, frequencies) = engine.rank(query, limit: rankedLimit)
         return ((procedural, ranked), frequencies)
     }
@@ -127,6 +136,18 @@ enum RecallScoring {
         limit: Int,
         settings: RecallSettings
     ) -> [RecalledMemory] {
+        rescoredCandidates(candidates, query: query, limit: limit, settings: settings).map {
+            RecalledMemory(memory: $0.memory, score: $0.score, explanation: $0.explanation)
+        }
+    }
+
+    /// ``rescore(_:query:limit:settings:)``, keeping each candidate's row (for fusion with the vectors).
+    static func rescoredCandidates(
+        _ candidates: [RecallCandidate],
+        query: RecallQuery,
+        limit: Int,
+        settings: RecallSettings
+    ) -> [RecallCandidate] {
         var candidates = candidates
         for index in candidates.indices {
             let relevance = candidates[index].relevance
@@ -153,8 +174,6 @@ enum RecallScoring {
             if a.memory.createdAt != b.memory.createdAt { return a.memory.createdAt > b.memory.createdAt }
             return a.seq > b.seq
         }
-        return candidates.prefix(limit).map {
-            RecalledMemory(memory: $0.memory, score: $0.score, explanation: $0.explanation)
-        }
+        return Array(candidates.prefix(limit))
     }
 }

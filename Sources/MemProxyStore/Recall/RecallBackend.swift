@@ -8,6 +8,9 @@ struct SessionState: Sendable, Equatable {
     var revision: Int64
     /// How many memories the session holds (`sessions.memory_count`).
     var memoryCount: Int
+    /// Raised by every commit that stores vectors of the session's memories (`sessions.vector_revision`); a vector
+    /// dropped (its memory edited or deleted) raises ``revision`` instead.
+    var vectorRevision: Int64 = 0
 }
 
 /// The reads that bring a session's in-memory index up to date with the database. A backend implements it over one
@@ -24,6 +27,11 @@ protocol SessionRows {
     /// The memories of the session whose key is `key` numbered `number` or later (`seq` from `key`'s range with
     /// that number on), with their `seq`, in `seq` order.
     func memories(sessionKey key: Int64, fromNumber number: Int64) throws -> [(memory: Memory, seq: Int64)]
+
+    /// The vectors of `model` stored for the session whose key is `key` by commits that raised its
+    /// `vector_revision` above `revision` (all of them for 0), with their memory's `seq`.
+    func vectors(sessionKey key: Int64, afterRevision revision: Int64, model: String) throws
+        -> [(seq: Int64, vector: CompactVector)]
 }
 
 /// How a replica learns that someone else committed: a counter that every commit to the database raises by exactly

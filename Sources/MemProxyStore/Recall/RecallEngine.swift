@@ -38,6 +38,15 @@ struct RecallEngine {
     /// The `limit` best non-procedural memories for `query`, best first, and the document frequencies computed
     /// (for the index's cache).
     func rank(_ query: RecallQuery, limit: Int) -> (memories: [RecalledMemory], frequencies: [UInt64: Int]) {
+        let (candidates, frequencies) = rankCandidates(query, limit: limit)
+        let memories = candidates.map {
+            RecalledMemory(memory: $0.memory, score: $0.score, explanation: $0.explanation)
+        }
+        return (memories, frequencies)
+    }
+
+    /// ``rank(_:limit:)``, keeping each candidate's row.
+    func rankCandidates(_ query: RecallQuery, limit: Int) -> (candidates: [RecallCandidate], frequencies: [UInt64: Int]) {
         var computed: [UInt64: Int] = [:]
         guard limit > 0, index.count > 0 else { return ([], computed) }
         let depth = limit + max(0, settings.rerankDepth)
@@ -70,7 +79,7 @@ struct RecallEngine {
                 candidates[position].explanation = explanation(of: candidates[position].row, terms: kept)
             }
         }
-        return (RecallScoring.rescore(candidates, query: query, limit: limit, settings: settings), computed)
+        return (RecallScoring.rescoredCandidates(candidates, query: query, limit: limit, settings: settings), computed)
     }
 
     // MARK: - Rows

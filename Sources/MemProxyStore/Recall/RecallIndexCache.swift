@@ -28,6 +28,9 @@ final class RecallIndexCache: Sendable {
     let maxMemories: Int
     /// The database's commit counter (on SQLite the wal-index header); `nil` (no fast path) when it cannot be read.
     let commits: (any CommitSignal)?
+    /// The embedding model (and dimensions) whose vectors recall ranks by meaning; `nil`: lexical only, no vector is
+    /// read.
+    let vectorModel: String?
     let state: Mutex<State>
     private let logger: Logger
     /// Memories indexed across sessions.
@@ -77,12 +80,14 @@ final class RecallIndexCache: Sendable {
     init(
         maxMemories: Int,
         commits: (any CommitSignal)? = nil,
+        vectorModel: String? = nil,
         logger: Logger = Logger(label: "memproxy.store", factory: { _ in SwiftLogNoOpLogHandler() }),
         metricsFactory: any MetricsFactory = NOOPMetricsHandler.instance
     ) throws {
         tokenizer = try TextTokenizer()
         self.maxMemories = max(0, maxMemories)
         self.commits = commits
+        self.vectorModel = vectorModel
         state = Mutex(State())
         self.logger = logger
         indexedMemories = Gauge(label: "memory.recall_index.memories", dimensions: [], factory: metricsFactory)
@@ -142,6 +147,11 @@ final class RecallIndexCache: Sendable {
             }
         } else {
             index = try build(entry, rows, session: session, key: key, nextSeq: nextSeq, revision: revision)
+        }
+        if let vectorModel, index.vectors.revision < row.vectorRevision {
+            // Vectors stored since (all of them for a new index): a few rows per commit of the embedder.
+            let vectors = try rows.vectors(sessionKey: key, afterRevision: index.vectors.revision, model: vectorModel)
+            index.setVectors(vectors, revision: row.vectorRevision)
         }
         let (result, frequencies) = try body(index)
         for (term, frequency) in frequencies { index.cacheFrequency(term, frequency) }

@@ -33,6 +33,14 @@ public struct RecallSettings: Sendable, Equatable {
     /// recall time whatever the session size (about 1 µs per row).
     public var candidateBudget: Int = 400
 
+    /// Recall by meaning: the weight of the vectors' part in the fused score (the words' part weighs 1 − this);
+    /// used only when the query and the session have embeddings (``HybridRanking``). Config `embeddings.weight`.
+    public var hybridWeight: Double = 0.4
+    /// Candidates taken from each side (words, vectors) before fusion.
+    var hybridDepth = 50
+    /// The lexical part of a fused score is a memory's lexical score over max(the best one, this).
+    var lexicalFloor = 20.0
+
     // Term pruning (internal; tuned with MemProxyBench).
     /// A term in the own text of more than this share of the session's memories is dropped while rarer terms
     /// remain (on the rows of the neighbourhood index, where each neighbour slot in use repeats a memory's
@@ -76,6 +84,9 @@ public struct RecallSettings: Sendable, Equatable {
         nonNegative(farWeight, "far_weight")
         nonNegative(dateWeight, "date_weight")
         nonNegative(feedbackWeight, "feedback_weight")
+        if !(hybridWeight.isFinite && (0...1).contains(hybridWeight)) {
+            problems.append("embeddings.weight must be a number in 0…1, got \(hybridWeight)")
+        }
         if !(temporalBoost.isFinite && temporalBoost > 0) {
             problems.append("temporal_boost must be a finite number > 0 (1 = off), got \(temporalBoost)")
         }
@@ -103,6 +114,9 @@ public struct RecallSettings: Sendable, Equatable {
         fix(&settings.farWeight, defaults.farWeight, allowZero: true)
         fix(&settings.dateWeight, defaults.dateWeight, allowZero: true)
         fix(&settings.feedbackWeight, defaults.feedbackWeight, allowZero: true)
+        if !(settings.hybridWeight.isFinite && (0...1).contains(settings.hybridWeight)) {
+            settings.hybridWeight = defaults.hybridWeight
+        }
         fix(&settings.temporalBoost, defaults.temporalBoost, allowZero: false)
         fix(&settings.semanticWeight, defaults.semanticWeight, allowZero: false)
         settings.feedbackDocuments = min(max(settings.feedbackDocuments, 0), 50)

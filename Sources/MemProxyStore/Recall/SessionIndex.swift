@@ -62,6 +62,8 @@ struct SessionIndex {
     private(set) var nearTotal = 0
     private(set) var farTotal = 0
     private(set) var dateTotal = 0
+    /// The memories' embedding vectors, row by row (recall by meaning; empty when embeddings are off).
+    private(set) var vectors = SessionVectors()
     /// Document frequencies by term and column mask, kept exact as rows are appended.
     private var frequencyCache: [UInt64: Int] = [:]
     /// The column masks in ``frequencyCache``'s keys (one per recall configuration; normally one).
@@ -138,6 +140,7 @@ struct SessionIndex {
         if let last = documents.last, last.seq > seq { isInSeqOrder = false }
         documents.append(document)
         memories.append(memory)
+        vectors.appendRow()
         if document.isProcedural { proceduralRows.append(Int32(index)) }
         // Each range's terms are ascending: a term of the capped text or the date is new unless the ranges before
         // hold it (the capped text is usually the content's own range, or a prefix of its words).
@@ -228,6 +231,32 @@ struct SessionIndex {
                 if Self.frequency(of: term, in: documents[other].capped, of: counts) > 0 { return true }
             }
             return false
+        }
+    }
+
+    /// Sets the vectors of the memories numbered `seq` (those not indexed are skipped) and records the session's
+    /// `vector_revision` they bring the index to.
+    mutating func setVectors(_ list: [(seq: Int64, vector: CompactVector)], revision: Int64) {
+        defer { vectors.revision = max(vectors.revision, revision) }
+        guard !list.isEmpty else { return }
+        // Rows are in timeline order: that is `seq` order unless memories were added with earlier dates.
+        var rowOfSeq: [Int64: Int] = [:]
+        if !isInSeqOrder {
+            for (row, document) in documents.enumerated() { rowOfSeq[document.seq] = row }
+        }
+        for (seq, vector) in list {
+            let row: Int?
+            if isInSeqOrder {
+                var (low, high) = (0, documents.count)
+                while low < high {
+                    let middle = (low + high) / 2
+                    if documents[middle].seq < seq { low = middle + 1 } else { high = middle }
+                }
+                row = low < documents.count && documents[low].seq == seq ? low : nil
+            } else {
+                row = rowOfSeq[seq]
+            }
+            if let row { vectors.set(row: row, vector) }
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 
 /// Recall's reads of a session (``SessionRows``) on SQLite: `db` inside a `DatabasePool.read`, whose snapshot every
@@ -7,11 +8,14 @@ extension Database: SessionRows {
     func sessionState(_ session: String) throws -> SessionState? {
         guard
             let row = try Row.fetchOne(
-                cachedStatement(sql: "SELECT key, next_seq, revision, memory_count FROM sessions WHERE session_id = ?"),
+                cachedStatement(sql: """
+                        SELECT key, next_seq, revision, memory_count, vector_revision FROM sessions WHERE session_id = ?
+                        """),
                 arguments: [session]
             )
         else { return nil }
-        return SessionState(key: row[0], nextSeq: row[1], revision: row[2], memoryCount: row[3])
+        return SessionState(
+            key: row[0], nextSeq: row[1], revision: row[2], memoryCount: row[3], vectorRevision: row[4])
     }
 
     func forEachMemory(ofSession session: String, _ body: (Memory, Int64) throws -> Void) throws {
@@ -34,6 +38,25 @@ extension Database: SessionRows {
             arguments: [range.lower | number, range.upper]
         )
         return rows.map { row in (Writer.memory(from: row), row[10]) }
+    }
+
+    func vectors(sessionKey key: Int64, afterRevision revision: Int64, model: String) throws
+        -> [(seq: Int64, vector: CompactVector)]
+    {
+        let rows = try Row.fetchCursor(
+            cachedStatement(
+                sql: """
+                    SELECT seq, scale, vector FROM memory_vectors
+                    WHERE session_key = ? AND revision > ? AND model = ? ORDER BY seq
+                    """),
+            arguments: [key, revision, model]
+        )
+        var vectors: [(seq: Int64, vector: CompactVector)] = []
+        while let row = try rows.next() {
+            guard let data = row[2] as Data?, let vector = CompactVector(data: data, scale: row[1]) else { continue }
+            vectors.append((row[0], vector))
+        }
+        return vectors
     }
 }
 

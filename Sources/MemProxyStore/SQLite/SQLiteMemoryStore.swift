@@ -39,6 +39,9 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
         /// The most memories recall keeps in memory across sessions (``RecallIndexCache``); least recently used
         /// sessions are dropped first.
         public var maxCachedMemories: Int = 500_000
+        /// The embedding model (with its dimensions, e.g. `text-embedding-3-small@256`) whose vectors recall ranks
+        /// by meaning when a query comes with an embedding; `nil` (the default): no vector is read, recall is lexical.
+        public var embeddingModel: String?
         /// Whether the writer warms the recall cache at start (tests that count recalls turn it off).
         var warmsRecallIndex = true
 
@@ -143,6 +146,7 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
             self.recallCache = try RecallIndexCache(
                 maxMemories: configuration.maxCachedMemories,
                 commits: probe,
+                vectorModel: configuration.embeddingModel,
                 logger: logger,
                 metricsFactory: metricsFactory ?? MetricsSystem.factory
             )
@@ -193,21 +197,21 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
 
     /// In one read: the session's procedural memories (newest first, at most `proceduralLimit`) and, when
     /// `query` is given, its `limit` best other memories for it.
-    public func context(session: String, query: String?, limit: Int, proceduralLimit: Int) async throws
-        -> (procedural: [Memory], recalled: [RecalledMemory])
-    {
-        let recallQuery = query.map({ RecallQuery(text: $0) })
+    public func context(
+        session: String, query: String?, vector: [Float]?, limit: Int, proceduralLimit: Int
+    ) async throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
+        let recallQuery = query.map({ RecallQuery(text: $0, vector: vector) })
         return try await readContext(
             session: session, query: recallQuery, limit: limit, proceduralLimit: proceduralLimit,
             proceduralCountsTowardLimit: false)
     }
 
     /// ``context(session:query:limit:proceduralLimit:)`` with each recalled memory's score explained.
-    public func explainedContext(session: String, query: String, limit: Int, proceduralLimit: Int) async throws
-        -> (procedural: [Memory], recalled: [RecalledMemory])
-    {
+    public func explainedContext(
+        session: String, query: String, vector: [Float]?, limit: Int, proceduralLimit: Int
+    ) async throws -> (procedural: [Memory], recalled: [RecalledMemory]) {
         try await readContext(
-            session: session, query: RecallQuery(text: query, explain: true), limit: limit,
+            session: session, query: RecallQuery(text: query, explain: true, vector: vector), limit: limit,
             proceduralLimit: proceduralLimit, proceduralCountsTowardLimit: false)
     }
 
@@ -238,12 +242,13 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
     /// ``context(session:query:limit:proceduralLimit:)`` when it needs no database read (the session's in-memory
     /// index is known to be current, see ``RecallIndexCache``): computed on the caller's thread, without waiting for
     /// anything. `nil` when the database must be read.
-    public func cachedContext(session: String, query: String?, limit: Int, proceduralLimit: Int)
+    public func cachedContext(session: String, query: String?, vector: [Float]?, limit: Int, proceduralLimit: Int)
         -> (procedural: [Memory], recalled: [RecalledMemory])?
     {
         guard
             let context = Recall.cachedContext(
-                cache: recallCache, session: session, query: query.map({ RecallQuery(text: $0) }), limit: limit,
+                cache: recallCache, session: session, query: query.map({ RecallQuery(text: $0, vector: vector) }),
+                limit: limit,
                 proceduralLimit: proceduralLimit, settings: recallSettings
             )
         else { return nil }

@@ -177,6 +177,56 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v9") { db in
+            // Recall by meaning (issue 12). Each memory's embedding, int8 with one scale (`CompactVector`), named by
+            // the model (and dimensions) that made it; a vector of another model is stale and never ranked. A
+            // session's `vector_revision` rises with every commit that stores vectors of its memories (and each
+            // vector keeps the revision it came with), so an in-memory index reads only the vectors stored since.
+            // Editing a memory's text drops its vector (and, by v5's trigger, raises `revision`: the index is
+            // rebuilt); deleting it drops its vector and queue entry.
+            // The queue holds the memories waiting for a vector, oldest first. It fills only once embeddings were
+            // configured (`embedding_settings` has its row): until then nothing is queued, and the first start with
+            // a model queues every memory that has no vector of it.
+            try db.execute(
+                sql: """
+                    ALTER TABLE sessions ADD COLUMN vector_revision INTEGER NOT NULL DEFAULT 0;
+                    CREATE TABLE memory_vectors (
+                        seq INTEGER PRIMARY KEY,
+                        session_key INTEGER NOT NULL,
+                        revision INTEGER NOT NULL,
+                        model TEXT NOT NULL,
+                        scale REAL NOT NULL,
+                        vector BLOB NOT NULL
+                    );
+                    CREATE INDEX memory_vectors_session ON memory_vectors(session_key, revision);
+                    CREATE TABLE embedding_settings (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        model TEXT NOT NULL,
+                        changed_at REAL NOT NULL
+                    );
+                    CREATE TABLE embedding_queue (
+                        seq INTEGER PRIMARY KEY,
+                        queued_at REAL NOT NULL
+                    );
+                    CREATE INDEX embedding_queue_age ON embedding_queue(queued_at);
+                    CREATE TRIGGER embedding_queue_insert AFTER INSERT ON memories
+                    WHEN EXISTS (SELECT 1 FROM embedding_settings) BEGIN
+                        INSERT OR REPLACE INTO embedding_queue(seq, queued_at)
+                        VALUES (new.seq, (julianday('now') - 2440587.5) * 86400.0);
+                    END;
+                    CREATE TRIGGER memory_vectors_content AFTER UPDATE OF content ON memories BEGIN
+                        DELETE FROM memory_vectors WHERE seq = old.seq;
+                        INSERT OR REPLACE INTO embedding_queue(seq, queued_at)
+                        SELECT new.seq, (julianday('now') - 2440587.5) * 86400.0
+                        WHERE EXISTS (SELECT 1 FROM embedding_settings);
+                    END;
+                    CREATE TRIGGER memory_vectors_delete AFTER DELETE ON memories BEGIN
+                        DELETE FROM memory_vectors WHERE seq = old.seq;
+                        DELETE FROM embedding_queue WHERE seq = old.seq;
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 
