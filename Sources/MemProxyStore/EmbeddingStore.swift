@@ -30,6 +30,9 @@ public protocol EmbeddingStore: Sendable {
 
     /// Counts for `memproxy embeddings status` and the metrics.
     func embeddingStatus() async throws -> EmbeddingStatus
+
+    /// How many memories are queued, of one session or of all.
+    func queuedEmbeddings(session: String?) async throws -> Int
 }
 
 /// A memory waiting for its vector.

@@ -136,14 +136,17 @@ struct MemoriesCommand: AsyncParsableCommand {
                         [e.content, e.near, e.far, e.date, e.feedback].map { String(format: "%.3f", $0) }
                             .joined(separator: " ")
                     }
-                    let multipliers = memory.explanation.map {
-                        String(format: "×%.2f ×%.2f", $0.typeWeight, $0.temporal)
+                    let multipliers = memory.explanation.map { e in
+                        // Recall by meaning: the cosine fused with the lexical score.
+                        String(format: "×%.2f ×%.2f", e.typeWeight, e.temporal)
+                            + (e.lexical == nil ? "" : e.cosine.map { String(format: " cos %.3f", $0) } ?? " cos -")
                     }
                     row.insert(contentsOf: [parts ?? "procedural", multipliers ?? ""], at: 3)
                 }
                 table.add(row)
             }
             emit(table.text + "\n\n" + result.context)
+            if let recall = result.recall { emit("recall: \(recall)") }
         }
     }
 

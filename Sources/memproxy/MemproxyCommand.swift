@@ -20,7 +20,7 @@ struct MemproxyCommand: AsyncParsableCommand {
             """,
         subcommands: [
             Serve.self, MemoriesCommand.self, SessionsCommand.self, InjectionsCommand.self, ExplainCommand.self,
-            DemoCommand.self,
+            EmbeddingsCommand.self, DemoCommand.self,
             FakeUpstreamCommand.self,
         ],
         defaultSubcommand: Serve.self

@@ -30,7 +30,7 @@ extension SQLiteMemoryStore: EmbeddingStore {
 
     public func pendingEmbeddings(limit: Int, session: String?) async throws -> [PendingEmbedding] {
         guard limit > 0 else { return [] }
-        return try await dbPool.write { db in
+        let (pending, incomplete) = try await dbPool.read { db -> ([PendingEmbedding], [(Int64, String)]) in
             var sql = """
                 SELECT q.seq, q.queued_at, m.id, m.session_id, m.content, m.content_hash, m.metadata
                 FROM embedding_queue q JOIN memories m ON m.seq = q.seq
@@ -38,7 +38,7 @@ extension SQLiteMemoryStore: EmbeddingStore {
             var arguments: StatementArguments = []
             if let session {
                 guard let key = try Int64.fetchOne(db, sql: "SELECT key FROM sessions WHERE session_id = ?", arguments: [session])
-                else { return [] }
+                else { return ([], []) }
                 let range = Schema.rowRange(sessionKey: key)
                 sql += " WHERE q.seq BETWEEN ? AND ?"
                 arguments += [range.lower, range.upper]
@@ -46,10 +46,10 @@ extension SQLiteMemoryStore: EmbeddingStore {
             sql += " ORDER BY q.queued_at, q.seq LIMIT ?"
             arguments += [limit]
             var pending: [PendingEmbedding] = []
-            var incomplete: [Int64] = []
+            var incomplete: [(Int64, String)] = []
             for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
                 if Memory.marksIncompleteReply(metadata: row[6]) {
-                    incomplete.append(row[0])
+                    incomplete.append((row[0], row[5]))
                     continue
                 }
                 pending.append(
@@ -57,12 +57,23 @@ extension SQLiteMemoryStore: EmbeddingStore {
                         seq: row[0], memoryID: row[2], sessionID: row[3], content: row[4], contentHash: row[5],
                         queuedAt: Date(timeIntervalSince1970: row[1])))
             }
-            // A reply cut short is never recalled; completing it changes its text, which queues it again.
-            for seq in incomplete {
-                try db.execute(sql: "DELETE FROM embedding_queue WHERE seq = ?", arguments: [seq])
-            }
-            return pending
+            return (pending, incomplete)
         }
+        // A reply cut short is never recalled; completing it changes its text, which queues it again.
+        if !incomplete.isEmpty {
+            try await dbPool.write { db in
+                // Unless it was completed meanwhile (its text changed and it was queued again).
+                for (seq, hash) in incomplete {
+                    try db.execute(
+                        sql: """
+                            DELETE FROM embedding_queue WHERE seq = ?
+                            AND EXISTS (SELECT 1 FROM memories WHERE seq = ? AND content_hash = ?)
+                            """,
+                        arguments: [seq, seq, hash])
+                }
+            }
+        }
+        return pending
     }
 
     public func storeEmbeddings(_ embeddings: [(memory: PendingEmbedding, vector: [Float])], model: String)
@@ -105,6 +116,19 @@ extension SQLiteMemoryStore: EmbeddingStore {
                 stored += 1
             }
             return stored
+        }
+    }
+
+    public func queuedEmbeddings(session: String?) async throws -> Int {
+        try await dbPool.read { db in
+            guard let session else { return try Int.fetchOne(db, sql: "SELECT count(*) FROM embedding_queue") ?? 0 }
+            guard
+                let key = try Int64.fetchOne(db, sql: "SELECT key FROM sessions WHERE session_id = ?", arguments: [session])
+            else { return 0 }
+            let range = Schema.rowRange(sessionKey: key)
+            return try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM embedding_queue WHERE seq BETWEEN ? AND ?",
+                arguments: [range.lower, range.upper]) ?? 0
         }
     }
 
