@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// Chat completions (plain, streamed, tool calls, scripted faults) and embeddings.
+/// Chat completions (plain, streamed, tool calls, scripted faults).
 extension FakeUpstream {
     func chatCompletion(body: ByteBuffer, script: ChatScript) throws -> Response {
         let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
@@ -127,32 +127,6 @@ extension FakeUpstream {
             rest = rest.dropFirst(size)
         }
         return pieces
-    }
-
-    static func embeddings(body: ByteBuffer) throws -> Response {
-        let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
-        let inputs: [String]
-        if let single = object["input"] as? String {
-            inputs = [single]
-        } else {
-            inputs = object["input"] as? [String] ?? []
-        }
-        let base64 = (object["encoding_format"] as? String) == "base64"
-        var data: [String] = []
-        for (index, input) in inputs.enumerated() {
-            let vector: [Float] = (0..<8).map { Float((input.utf8.count + $0 * 7) % 13) / 13 }
-            let embedding: String
-            if base64 {
-                let bytes = vector.withUnsafeBufferPointer { Data(buffer: $0) }
-                embedding = "\"\(bytes.base64EncodedString())\""
-            } else {
-                embedding = "[" + vector.map { "\($0)" }.joined(separator: ",") + "]"
-            }
-            data.append(#"{"object":"embedding","index":\#(index),"embedding":\#(embedding)}"#)
-        }
-        return Self.json(
-            #"{"object":"list","data":[\#(data.joined(separator: ","))],"model":"fake-embedding","usage":{"prompt_tokens":1,"total_tokens":1}}"#
-        )
     }
 
     static func pieces(of text: String) -> [String] {

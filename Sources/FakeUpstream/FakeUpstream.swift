@@ -44,7 +44,15 @@ import Synchronization
 ///   `message_stop`. The chat headers above apply, with errors in Anthropic's shape (`request-id: req_fake_C`), and
 ///   `X-Fake-Final: error` ends the stream after its first delta with an `overloaded_error` `error` event. A body
 ///   that is not an object, or has no non-empty `messages`, gets 400 `invalid_request_error`.
-/// - `GET /v1/models`, `POST /v1/embeddings` (float or base64).
+/// - `GET /v1/models`.
+/// - `POST /v1/embeddings`: a deterministic embedder with a little meaning (``fakeEmbedding(_:dimensions:)``: hashed
+///   words and a synonym table, so "pet" is near "cat"), 64 dimensions unless `dimensions` is given, `float` or
+///   `base64` (little-endian float32) vectors, `model` echoed, `usage` counted in words. `input` is a string or an
+///   array of strings; token arrays, a missing `model` or a bad `dimensions`/`encoding_format` get 400
+///   `invalid_request_error`. `X-Fake-Status`, `X-Fake-Fail-Once` and `X-Fake-Delay-Ms` (wait before answering)
+///   apply, and so do the in-process knobs `setEmbeddingsDelay(milliseconds:)` and
+///   `setEmbeddingsFailure(status:times:)` (memproxy's own embedder sends no `X-Fake-*` headers);
+///   `embeddingRequests` and `embeddedTexts` count the calls.
 /// Scripted endpoints for fault tests (all under `/v1/test/`):
 /// - `echo`: returns what it received (method, target, headers, body) as JSON, plus a few response headers.
 /// - `status/<code>`: answers `<code>` with an OpenAI error body, `x-request-id` and `retry-after`.
@@ -77,6 +85,8 @@ public final class FakeUpstream: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The embeddings knobs and counters (`FakeUpstream+Embeddings.swift`).
+    let embeddingsSettings = Mutex(EmbeddingsSettings())
 
     public init() {}
 
@@ -168,10 +178,7 @@ public final class FakeUpstream: Sendable {
                 #"{"object":"list","data":[{"id":"fake-model","object":"model","created":1700000000,"owned_by":"memproxy"}]}"#
             )
         }
-        router.post("/v1/embeddings") { request, _ in
-            let body = try await request.body.collect(upTo: 16 * 1024 * 1024)
-            return try Self.embeddings(body: body)
-        }
+        router.post("/v1/embeddings") { request, _ in try await self.embeddings(request) }
         router.on("/v1/test/echo", method: .post) { request, _ in try await self.echo(request) }
         router.on("/v1/test/echo", method: .get) { request, _ in try await self.echo(request) }
         router.on("/v1/test/echo", method: .put) { request, _ in try await self.echo(request) }
