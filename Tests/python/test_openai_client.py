@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import struct
+import urllib.request
 
 import openai
 import pytest
@@ -232,20 +232,30 @@ def test_models_list_passes_through(proxy):
     assert models.data[0].owned_by == "memproxy"
 
 
-def _expected_vector(text: str) -> list[float]:
-    values = [((len(text.encode()) + i * 7) % 13) / 13 for i in range(8)]
-    return list(struct.unpack("<8f", struct.pack("<8f", *values)))  # float32, as the upstream sends
+def _fake_vectors(fake_upstream, texts: list[str]) -> list[list[float]]:
+    """The fake upstream's own vectors for `texts`, asked directly (not through memproxy)."""
+    body = json.dumps({"input": texts, "model": "direct", "encoding_format": "float"}).encode()
+    request = urllib.request.Request(
+        f"{fake_upstream.url}/v1/embeddings", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        data = json.load(response)["data"]
+    return [item["embedding"] for item in sorted(data, key=lambda item: item["index"])]
 
 
 @pytest.mark.parametrize("encoding", [None, "float"])
 def test_embeddings_pass_through(proxy, fake_upstream, encoding):
     client = client_for(proxy, unique("emb"))
     kwargs = {"encoding_format": encoding} if encoding else {}
-    result = client.embeddings.create(model="text-embedding-test", input=["hello", "memproxy world"], **kwargs)
+    texts = ["hello", "memproxy world"]
+    result = client.embeddings.create(model="text-embedding-test", input=texts, **kwargs)
     assert [d.index for d in result.data] == [0, 1]
-    assert result.data[0].embedding == pytest.approx(_expected_vector("hello"), abs=1e-6)
-    assert result.data[1].embedding == pytest.approx(_expected_vector("memproxy world"), abs=1e-6)
+    assert result.model == "text-embedding-test"
     _, [forwarded] = fake_upstream.requests(target="/v1/embeddings", last=1)
     sent = json.loads(forwarded["body"])
+    expected = _fake_vectors(fake_upstream, texts)
+    assert [len(v) for v in expected] == [64, 64]
+    assert result.data[0].embedding == pytest.approx(expected[0], abs=1e-6)
+    assert result.data[1].embedding == pytest.approx(expected[1], abs=1e-6)
     # With no encoding_format the client silently asks for base64 and decodes it itself.
     assert sent["encoding_format"] == (encoding or "base64")
