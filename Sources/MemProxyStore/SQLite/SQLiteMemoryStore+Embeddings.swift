@@ -7,6 +7,7 @@ extension SQLiteMemoryStore: EmbeddingStore {
     /// Seconds since 1970, as SQL computes them for the queue.
     private static let nowSQL = "(julianday('now') - 2440587.5) * 86400.0"
 
+    @discardableResult
     public func useEmbeddingModel(_ model: String) async throws -> Int {
         try await dbPool.write { db in
             let current = try String.fetchOne(db, sql: "SELECT model FROM embedding_settings WHERE id = 1")
@@ -76,6 +77,7 @@ extension SQLiteMemoryStore: EmbeddingStore {
         return pending
     }
 
+    @discardableResult
     public func storeEmbeddings(_ embeddings: [(memory: PendingEmbedding, vector: [Float])], model: String)
         async throws -> Int
     {
