@@ -133,6 +133,8 @@ struct EmbeddingsBenchmark {
         var fusionTime = Duration.zero
         var lexicalTop: [Double] = []
         var dump = EmbeddingsDump()
+        // The bench's own ranking of the fusion the store implements (int8), per question: compared with the store's.
+        var referenceTop: [[String]] = []
         for question in questions {
             let ranked = try await store.recall(session: question.session, query: question.text, limit: 20)
             results[names[0], default: Result()].add(ranked: ranked.compactMap { dialogueOfMemory[$0.memory.id] }, question: question)
@@ -166,10 +168,18 @@ struct EmbeddingsBenchmark {
                     results["\(fusion.name) \(encoding.rawValue)", default: Result()].add(
                         ranked: fused.prefix(20).compactMap { dialogueOfMemory[$0] }, question: question
                     )
+                    if encoding == .int8, fusion.name == Self.storeReference { referenceTop.append(Array(fused.prefix(20))) }
                 }
             }
         }
+        let storeRun = try await storeHybrid(path: path, questions: questions, cache: cache, logger: logger)
+        names.append(Self.storeRow)
+        results[Self.storeRow] = Result()
+        for (question, ranked) in zip(questions, storeRun.ranked) {
+            results[Self.storeRow]!.add(ranked: ranked.compactMap { dialogueOfMemory[$0] }, question: question)
+        }
         printTables(names: names, results: results, questions: questions.count, depth: depth)
+        storeRun.report(reference: referenceTop.count == questions.count ? referenceTop : nil)
         let perQuestion = Double(max(questions.count, 1))
         let timing = DenseIndex.Encoding.allCases.map { encoding in
             "\(encoding.rawValue) \(format(milliseconds(denseTime[encoding] ?? .zero) * 1000 / perQuestion, 0)) µs"
@@ -186,7 +196,7 @@ struct EmbeddingsBenchmark {
         )
         try await measureCost(questions: questions.map(\.text), turns: sessions.values.flatMap { $0.map(\.content) })
         if probe {
-            try await EmbeddingsProbe(client: client, depth: depth, logger: logger, fusions: selectedFusions)
+            try await EmbeddingsProbe(client: client, depth: depth, logger: logger, fusions: selectedFusions, storeModel: storeModel)
                 .run(distractors: sessions.keys.sorted().flatMap { sessions[$0]!.map(\.content) }, cache: &cache, dump: &dump)
         }
         if let dumpPath { try dump.write(to: dumpPath) }
@@ -276,7 +286,7 @@ struct EmbeddingsBenchmark {
             }
             print("| \(name) | " + cells.joined(separator: " | ") + " |")
         }
-        if let best = names.dropFirst(4).max(by: { (results[$0]?.overall.value(10) ?? 0) < (results[$1]?.overall.value(10) ?? 0) }) {
+        if let best = names.dropFirst(4).filter({ $0 != Self.storeRow }).max(by: { (results[$0]?.overall.value(10) ?? 0) < (results[$1]?.overall.value(10) ?? 0) }) {
             let result = results[best] ?? Result()
             let below = (1...4).filter { (result.perCategory[$0]?.value(10) ?? 0) < (lexical.perCategory[$0]?.value(10) ?? 0) - 1e-9 }
             print(

@@ -10,6 +10,8 @@ struct EmbeddingsProbe {
     let depth: Int
     let logger: Logger
     let fusions: (DenseIndex.Encoding) -> [Fusion]
+    /// The model name the hybrid store records (``EmbeddingsBenchmark/storeModel``).
+    let storeModel: String
 
     /// (fact, question): generic, written for this probe; no content word in common.
     static let pairs: [(fact: String, question: String)] = [
@@ -85,8 +87,18 @@ struct EmbeddingsProbe {
             sessions.append((session, memories[position].id, index))
         }
 
+        // The same sessions ranked by the store itself (``EmbeddingsBenchmark/storeHybrid``): vectors through its
+        // EmbeddingStore API, each question asked with its vector.
+        var hybridConfiguration = SQLiteMemoryStore.Configuration(path: directory.appendingPathComponent("probe.sqlite").path)
+        hybridConfiguration.embeddingModel = storeModel
+        let hybridStore = try SQLiteMemoryStore(configuration: hybridConfiguration, logger: logger)
+        _ = try await hybridStore.useEmbeddingModel(storeModel)
+        let vectors = cache
+        let fed = try await StoreVectors.feed(hybridStore, model: storeModel, batch: client.batchSize) { vectors[$0.content] }
+
         var names = ["lexical (default)"] + DenseIndex.Encoding.allCases.map { "dense \($0.rawValue)" }
         names += fusions(.f32).map { "\($0.name) f32" } + fusions(.int8).map { "\($0.name) int8" }
+        names.append(EmbeddingsBenchmark.storeRow)
         var hits: [String: Int] = [:]
         var lexicalTop: [Double] = []
         for ((session, factID, index), pair) in zip(sessions, Self.pairs) {
@@ -95,6 +107,8 @@ struct EmbeddingsProbe {
             if candidates.prefix(5).contains(where: { $0.id == factID }) { hits[names[0], default: 0] += 1 }
             lexicalTop.append(candidates.first?.score ?? 0)
             let query = cache[pair.question]!
+            let hybrid = try await hybridStore.context(session: session, query: pair.question, vector: query, limit: 20, proceduralLimit: 0)
+            if hybrid.recalled.prefix(5).contains(where: { $0.memory.id == factID }) { hits[EmbeddingsBenchmark.storeRow, default: 0] += 1 }
             for encoding in DenseIndex.Encoding.allCases {
                 let scores = index.scores(query, encoding)
                 if encoding == .int8, let factRow = index.rows[factID] {
@@ -115,6 +129,7 @@ struct EmbeddingsProbe {
         }
         print("")
         print("paraphrase probe: \(Self.pairs.count) facts, each among \(Self.distractorsPerFact) distractor turns, asked with no content word in common")
+        print("(\(EmbeddingsBenchmark.storeRow): \(fed.stored) vectors stored through the store's EmbeddingStore API)")
         print("| method | Hit@5 |")
         print("|---|---:|")
         for name in names { print("| \(name) | \(hits[name] ?? 0)/\(Self.pairs.count) |") }

@@ -4,7 +4,7 @@ import Foundation
 ///
 /// ```
 /// MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR] [--db FILE]
-///                      [--configs baseline,default] [--try "near=0.4;depth=20"]
+///                      [--configs baseline,default] [--try "near=0.4;depth=20"] [--vectors 384] [--vector-batch 1000]
 /// MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs baseline,near,…,default]
 ///                      [--try "near=0.4,far=0.3;temporal=2"]
 /// MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
@@ -47,6 +47,8 @@ struct MemProxyBench {
         let text = """
             usage: MemProxyBench recall [--sizes 10000,100000,1000000] [--queries 2000] [--limit 10] [--keep DIR]
                                         [--db FILE] [--configs baseline,default] [--try "KNOB=VALUE,…;…"]
+                                        [--vectors D (random unit vectors, recall with a query vector too)]
+                                        [--vector-batch 1000]
                    MemProxyBench locomo [--data ../shared/data/locomo-dev.json] [--configs NAME,…] [--try "KNOB=VALUE,…;…"]
                    MemProxyBench locomo --embeddings URL --embeddings-model NAME [--candidates 50] [--embeddings-batch 64]
                                         [--embeddings-dimensions D] [--embeddings-encoding float|base64]

@@ -1,3 +1,4 @@
+import CVectorKernels
 import Foundation
 import Logging
 import MemProxyStore
@@ -15,6 +16,11 @@ struct RecallBenchmark {
     let configurationNames: [String]
     /// Extra configurations (`--try "near=0.4;depth=10"`), as in the LoCoMo benchmark.
     let tryVariants: [String]
+    /// `--vectors D`: give every memory a pseudo-random unit vector of D dimensions (through the store's
+    /// `EmbeddingStore` API) and measure recall with a random query vector too (recall by meaning, issue 12).
+    let vectorDimensions: Int
+    /// `--vector-batch N`: memories per `pendingEmbeddings` / `storeEmbeddings` batch.
+    let vectorBatch: Int
 
     init(options: Options) throws {
         sizes = try options.ints("sizes", default: [10_000, 100_000])
@@ -24,7 +30,12 @@ struct RecallBenchmark {
         existingDatabase = options.value("db")
         configurationNames = options.string("configs", default: "baseline,default").split(separator: ",").map(String.init)
         tryVariants = options.value("try")?.split(separator: ";").map(String.init) ?? []
+        vectorDimensions = try options.int("vectors", default: 0)
+        vectorBatch = max(1, try options.int("vector-batch", default: 1000))
     }
+
+    /// The model name the vectors are stored under.
+    var vectorModel: String { "bench-random@\(vectorDimensions)" }
 
     func run() async throws {
         var logger = Logger(label: "memproxy.bench")
@@ -37,6 +48,7 @@ struct RecallBenchmark {
             configurations.append((variant, try LoCoMoBenchmark.settings(variant, base: RecallSettings())))
         }
         var results: [(total: Int, inSession: Int, configuration: String, stats: Stats)] = []
+        var kernelRows: [(rows: Int, stats: Stats)] = []
         for size in sizes {
             let directory = try keepDirectory.map { path in
                 let url = URL(fileURLWithPath: path).appendingPathComponent("recall-\(size)")
@@ -50,39 +62,65 @@ struct RecallBenchmark {
             if existingDatabase == nil {
                 try load(try SQLiteMemoryStore(configuration: .init(path: path), logger: logger), total: size, inSession: inSession, text: generator)
             }
-            let stores = try configurations.map { configuration in
+            if vectorDimensions > 0 { try await storeVectors(path: path, logger: logger) }
+            var stores = try configurations.map { configuration in
                 var storeConfiguration = SQLiteMemoryStore.Configuration(path: path)
                 storeConfiguration.recall = configuration.settings
                 return try SQLiteMemoryStore(configuration: storeConfiguration, logger: logger)
+            }
+            var names = configurations.map(\.name)
+            // Recall by meaning: the default settings, the vectors read (`embeddingModel`), a query vector per query.
+            var hasVectors = Array(repeating: false, count: stores.count)
+            if vectorDimensions > 0 {
+                var storeConfiguration = SQLiteMemoryStore.Configuration(path: path)
+                storeConfiguration.embeddingModel = vectorModel
+                stores.append(try SQLiteMemoryStore(configuration: storeConfiguration, logger: logger))
+                names.append("default + vectors (\(vectorDimensions)-d int8)")
+                hasVectors.append(true)
             }
 
             var random = SplitMix64(seed: 7)
             let queryTexts = (0..<(queries + 100)).map { _ in
                 generator.sentence(words: 5 + Int(random.next() % 11), random: &random)
             }
-            for store in stores {
+            // One random query vector per query (made before measuring).
+            let queryVectors = vectorDimensions > 0
+                ? queryTexts.indices.map { StoreVectors.randomUnitVector(seed: 1 << 40 + UInt64($0), dimensions: vectorDimensions) }
+                : []
+            /// One recall as measured: `recall` (lexical), or `context` with the query's vector.
+            func recall(_ index: Int, _ query: Int) async throws -> Int {
+                if hasVectors[index] {
+                    return try await stores[index].context(
+                        session: "bench-main", query: queryTexts[query], vector: queryVectors[query], limit: limit,
+                        proceduralLimit: 0
+                    ).recalled.count
+                }
+                return try await stores[index].recall(session: "bench-main", query: queryTexts[query], limit: limit).count
+            }
+            for index in stores.indices {
                 // The first recall of a session builds its in-memory index from the table (after a restart).
                 let start = ContinuousClock.now
-                _ = try await store.recall(session: "bench-main", query: queryTexts[0], limit: limit)
-                print("  first recall of a \(inSession)-memory session (builds its index): \(ContinuousClock.now - start)")
+                _ = try await recall(index, 0)
+                print("  \(names[index]): first recall of a \(inSession)-memory session (builds its index): \(ContinuousClock.now - start)")
             }
-            for text in queryTexts.prefix(100) {  // warm-up
-                for store in stores { _ = try await store.recall(session: "bench-main", query: text, limit: limit) }
+            for query in 0..<100 {  // warm-up
+                for index in stores.indices { _ = try await recall(index, query) }
             }
             var samples = Array(repeating: [Double](), count: stores.count)
             var cpuSamples = Array(repeating: [Double](), count: stores.count)
             var returned = Array(repeating: 0, count: stores.count)
-            for (number, text) in queryTexts.dropFirst(100).enumerated() {
-                let order = number % 2 == 0 ? Array(stores.indices) : stores.indices.reversed()
+            for query in 100..<queryTexts.count {
+                let order = query % 2 == 0 ? Array(stores.indices) : stores.indices.reversed()
                 for index in order {
                     let cpuStart = processCPUMilliseconds()
                     let start = ContinuousClock.now
-                    let found = try await stores[index].recall(session: "bench-main", query: text, limit: limit)
+                    let found = try await recall(index, query)
                     samples[index].append(milliseconds(ContinuousClock.now - start))
                     cpuSamples[index].append(processCPUMilliseconds() - cpuStart)
-                    returned[index] += found.count
+                    returned[index] += found
                 }
             }
+            if vectorDimensions > 0 { kernelRows.append((inSession, measureKernel(rows: inSession))) }
             for index in stores.indices {
                 let wall = samples[index].sorted()
                 let cpu = cpuSamples[index].sorted()
@@ -91,15 +129,18 @@ struct RecallBenchmark {
                     mean: wall.reduce(0, +) / Double(max(wall.count, 1)),
                     cpu50: percentile(cpu, 0.5), cpu99: percentile(cpu, 0.99)
                 )
-                results.append((size, inSession, configurations[index].name, stats))
+                results.append((size, inSession, names[index], stats))
                 print(
-                    "  \(size) \(configurations[index].name): \(queries) queries, mean "
+                    "  \(size) \(names[index]): \(queries) queries, mean "
                         + "\(format(Double(returned[index]) / Double(queries), 1)) results each"
                 )
             }
         }
         print("")
-        print("recall latency (\(queries) queries of 5–15 words, limit \(limit), one query at a time)")
+        print(
+            "recall latency (\(queries) queries of 5–15 words, limit \(limit), one query at a time"
+                + (vectorDimensions > 0 ? "; with vectors: a random \(vectorDimensions)-d query vector each, excluding making it)" : ")")
+        )
         print("(wall clock; CPU = process CPU time per query, which other load on the machine does not inflate)")
         print("| memories | rows in session | configuration | p50 ms | p99 ms | max ms | mean ms | CPU p50 ms | CPU p99 ms |")
         print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
@@ -110,6 +151,67 @@ struct RecallBenchmark {
                     + "| \(format(stats.max)) | \(format(stats.mean)) | \(format(stats.cpu50)) | \(format(stats.cpu99)) |"
             )
         }
+        for (rows, stats) in kernelRows {
+            print(
+                "| (kernel alone) | \(rows) | mp_int8_dot_rows, \(vectorDimensions)-d (AVX2 \(mp_vector_kernels_use_avx2() != 0 ? "on" : "off")) "
+                    + "| \(format(stats.p50)) | \(format(stats.p99)) | \(format(stats.max)) | \(format(stats.mean)) "
+                    + "| \(format(stats.cpu50)) | \(format(stats.cpu99)) |"
+            )
+        }
+    }
+
+    /// The integer dot-product kernel alone (`mp_int8_dot_rows`, what the store's exact cosines run) over `rows`
+    /// random int8 vectors: the floor of a query with vectors, without the Swift around it (cosines, top rows, fusion).
+    private func measureKernel(rows: Int) -> Stats {
+        let dimensions = vectorDimensions
+        var random = SplitMix64(seed: 99)
+        var matrix = [Int8](repeating: 0, count: rows * dimensions)
+        for index in matrix.indices { matrix[index] = Int8(truncatingIfNeeded: random.next() % 255) &- 127 }
+        let query = (0..<dimensions).map { _ in Int8(truncatingIfNeeded: random.next() % 255) &- 127 }
+        var out = [Int32](repeating: 0, count: rows)
+        var wall: [Double] = []
+        var cpu: [Double] = []
+        for _ in 0..<(min(queries, 500) + 20) {
+            let cpuStart = processCPUMilliseconds()
+            let start = ContinuousClock.now
+            matrix.withUnsafeBufferPointer { m in
+                query.withUnsafeBufferPointer { q in
+                    out.withUnsafeMutableBufferPointer { o in
+                        mp_int8_dot_rows(m.baseAddress, q.baseAddress, Int64(dimensions), Int64(rows), o.baseAddress)
+                    }
+                }
+            }
+            wall.append(milliseconds(ContinuousClock.now - start))
+            cpu.append(processCPUMilliseconds() - cpuStart)
+        }
+        wall = Array(wall.dropFirst(20)).sorted()
+        cpu = Array(cpu.dropFirst(20)).sorted()
+        return Stats(
+            p50: percentile(wall, 0.5), p99: percentile(wall, 0.99), max: wall.last ?? .nan,
+            mean: wall.reduce(0, +) / Double(max(wall.count, 1)), cpu50: percentile(cpu, 0.5), cpu99: percentile(cpu, 0.99))
+    }
+
+    /// Gives every memory without one a pseudo-random unit vector (seeded by its row), as memproxy's embedder would:
+    /// `useEmbeddingModel`, then the queue in batches through `pendingEmbeddings` / `storeEmbeddings`.
+    private func storeVectors(path: String, logger: Logger) async throws {
+        var configuration = SQLiteMemoryStore.Configuration(path: path)
+        configuration.embeddingModel = vectorModel
+        let store = try SQLiteMemoryStore(configuration: configuration, logger: logger)
+        let queueStart = ContinuousClock.now
+        let queued = try await store.useEmbeddingModel(vectorModel)
+        let queueSeconds = milliseconds(ContinuousClock.now - queueStart) / 1000
+        let dimensions = vectorDimensions
+        let fed = try await StoreVectors.feed(store, model: vectorModel, batch: vectorBatch, progress: true) { memory in
+            StoreVectors.randomUnitVector(seed: UInt64(bitPattern: memory.seq), dimensions: dimensions)
+        }
+        let status = try await store.embeddingStatus()
+        print(
+            "  vectors (\(vectorModel)): useEmbeddingModel queued \(queued) in \(format(queueSeconds, 2)) s; stored "
+                + "\(fed.stored) in \(fed.batches) batches of \(vectorBatch) in \(format(fed.seconds, 1)) s "
+                + "(\(format(Double(fed.stored) / max(fed.seconds, 1e-9), 0)) vectors/s; the store's calls alone "
+                + "\(format(fed.storeSeconds, 1)) s, \(format(Double(fed.stored) / max(fed.storeSeconds, 1e-9), 0)) vectors/s); "
+                + "status: \(status.embedded) embedded, \(status.queued) queued"
+        )
     }
 
     struct Stats {
