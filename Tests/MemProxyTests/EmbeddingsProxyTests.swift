@@ -36,11 +36,12 @@ struct EmbeddingsProxyTests {
         }, body)
     }
 
-    /// Waits until every memory has a vector of the store's model.
-    func allEmbedded(_ store: SQLiteMemoryStore, count: Int) async throws {
+    /// Waits until every memory has a vector of `model` (and `model` is the database's).
+    func allEmbedded(_ store: SQLiteMemoryStore, count: Int, model: String = model) async throws {
         try await eventually("every memory embedded") {
             let status = try await store.embeddingStatus()
-            return status.memories == count && status.embedded == count && status.queued == 0
+            return status.model == model && status.memories == count && status.embedded == count
+                && status.queued == 0
         }
     }
 
@@ -130,7 +131,7 @@ struct EmbeddingsProxyTests {
         }
         let second = try vectorStore(path: path, model: "\(Self.model)@32")
         try await withEmbeddings(second, dimensions: 32) { proxy in
-            try await allEmbedded(second, count: 2)
+            try await allEmbedded(second, count: 2, model: "\(Self.model)@32")
             let status = try await second.embeddingStatus()
             #expect(status.model == "\(Self.model)@32" && status.stale == 0)
             let (response, _) = try await proxy.chat(Self.paraphrase, session: "pets")
