@@ -202,7 +202,7 @@ import Testing
         #expect(try await store.embeddingStatus().queued == 1)
     }
 
-    @Test(arguments: [1, 15, 16, 37, 384])
+    @Test(arguments: [1, 15, 16, 31, 32, 33, 37, 64, 384])
     func exactCosinesMatchFloatArithmetic(dimensions: Int) throws {
         var random = SystemRandomNumberGenerator()
         var vectors = SessionVectors()
@@ -216,6 +216,8 @@ import Testing
         let query = (0..<dimensions).map { _ in Float.random(in: -1...1, using: &random) }
         let compactQuery = try #require(CompactVector(quantizing: query))
         let cosines = try #require(vectors.cosines(compactQuery))
+        // The AVX2 build (when this CPU has it) and the plain C one agree bit for bit.
+        #expect(vectors.cosines(compactQuery, simd: false) == cosines)
         func norm(_ v: [Float]) -> Float { v.reduce(0) { $0 + $1 * $1 }.squareRoot() }
         for row in 0..<20 {
             guard row != 7 else {

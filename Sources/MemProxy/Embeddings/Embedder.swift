@@ -46,7 +46,7 @@ final class Embedder: Service, Sendable {
     }
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await self.loop()
         }
     }

@@ -88,24 +88,22 @@ struct SessionVectors {
     func has(_ row: Int) -> Bool { scales[row] > 0 }
 
     /// The cosine of `query` with every row's vector, in row order (0 for a row without one); `nil` when the query's
-    /// length is not the session's. Exact: one pass of integer dot products (``mp_int8_dot_rows``, AVX2 when the CPU
-    /// has it).
-    func cosines(_ query: CompactVector) -> [Float]? {
+    /// length is not the session's. Exact: one pass of integer dot products (``mp_int8_cosines``, AVX2 when the CPU
+    /// has it; `simd: false` forces the plain C loop, for tests).
+    func cosines(_ query: CompactVector, simd: Bool = true) -> [Float]? {
         guard dimensions > 0, query.dimensions == dimensions else { return nil }
         let count = scales.count
-        var dots = [Int32](repeating: 0, count: count)
-        values.withUnsafeBufferPointer { matrix in
-            query.values.withUnsafeBufferPointer { vector in
-                dots.withUnsafeMutableBufferPointer { out in
-                    mp_int8_dot_rows(
-                        matrix.baseAddress, vector.baseAddress, Int64(dimensions), Int64(count), out.baseAddress)
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            values.withUnsafeBufferPointer { matrix in
+                scales.withUnsafeBufferPointer { scales in
+                    query.values.withUnsafeBufferPointer { vector in
+                        mp_int8_cosines(
+                            matrix.baseAddress, scales.baseAddress, vector.baseAddress, query.scale, Int64(dimensions),
+                            Int64(count), simd ? 1 : 0, out.baseAddress)
+                    }
                 }
             }
+            initialized = count
         }
-        var cosines = [Float](repeating: 0, count: count)
-        for row in 0..<count where scales[row] > 0 {
-            cosines[row] = Float(dots[row]) * scales[row] * query.scale
-        }
-        return cosines
     }
 }
