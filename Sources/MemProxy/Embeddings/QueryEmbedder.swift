@@ -69,7 +69,8 @@ final class QueryEmbedder: Sendable {
             return hit
         }
         let embedder = self.embedder
-        let timeout = Duration.milliseconds(timeoutMs)
+        // The deadline below decides; the call's own limit only stops the transfer soon after.
+        let timeout = Duration.milliseconds(timeoutMs + 1000)
         do {
             let vectors = try await withDeadline(milliseconds: timeoutMs) {
                 try await embedder.embed([key], timeout: timeout)
@@ -78,7 +79,7 @@ final class QueryEmbedder: Sendable {
             cache.withLock { $0.put(key, vector) }
             outcomes["embedded"]?.increment()
             return vector
-        } catch is RecallTimeout {
+        } catch let error where error is RecallTimeout || (error as? EmbeddingsError)?.code == .timeout {
             outcomes["late"]?.increment()
             logger.debug("memory.query_embedding_late", metadata: ["embeddings.timeout_ms": "\(timeoutMs)"])
             return nil
