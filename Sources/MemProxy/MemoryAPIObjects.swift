@@ -59,9 +59,9 @@ public struct MemoryObject: Sendable, Equatable {
                 ("type_weight", .real(explanation.typeWeight)),
                 ("temporal", .real(explanation.temporal)),
             ])
-            // Recall by meaning: the lexical score and the cosine the final score fused.
+            // Recall by meaning: the lexical score and the cosine (`dense`) the final score fused.
             if let lexical = explanation.lexical { parts["lexical"] = .real(lexical) }
-            if explanation.lexical != nil { parts["cosine"] = explanation.cosine.map(JSONValue.real) ?? .null }
+            if explanation.lexical != nil { parts["dense"] = explanation.dense.map(JSONValue.real) ?? .null }
             parts["score"] = .real(explanation.score)
             object["explain"] = .object(parts)
         }

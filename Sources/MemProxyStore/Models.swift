@@ -179,7 +179,7 @@ public struct RecallExplanation: Sendable, Equatable {
     public var score: Double
     /// Recall by meaning: the memory's cosine similarity to the query's embedding (`nil`: lexical recall, or the
     /// memory has no vector yet).
-    public var cosine: Double?
+    public var dense: Double?
     /// Recall by meaning: its lexical score (the score recall by words alone gives it; 0 when only the vectors found
     /// it), fused with the cosine into ``score``. `nil` for lexical recall.
     public var lexical: Double?

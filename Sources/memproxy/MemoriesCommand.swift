@@ -139,7 +139,7 @@ struct MemoriesCommand: AsyncParsableCommand {
                     let multipliers = memory.explanation.map { e in
                         // Recall by meaning: the cosine fused with the lexical score.
                         String(format: "×%.2f ×%.2f", e.typeWeight, e.temporal)
-                            + (e.lexical == nil ? "" : e.cosine.map { String(format: " cos %.3f", $0) } ?? " cos -")
+                            + (e.lexical == nil ? "" : e.dense.map { String(format: " dense %.3f", $0) } ?? " dense -")
                     }
                     row.insert(contentsOf: [parts ?? "procedural", multipliers ?? ""], at: 3)
                 }

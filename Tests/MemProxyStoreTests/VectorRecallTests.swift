@@ -79,7 +79,7 @@ import Testing
         #expect(recalled.first?.memory.id == cat.id)
         let explanation = try #require(recalled.first?.explanation)
         #expect(explanation.lexical == 0)
-        #expect((explanation.cosine ?? 0) > 0.5)
+        #expect((explanation.dense ?? 0) > 0.5)
         #expect(abs(explanation.score - (recalled.first?.score ?? 0)) < 1e-12)
     }
 
@@ -93,7 +93,7 @@ import Testing
         try store.insert([guitar])
         let recalled = try await hybrid(store, "who plays the guitar", explain: true)
         #expect(recalled.first?.memory.id == guitar.id)
-        #expect(recalled.first?.explanation?.cosine == nil)
+        #expect(recalled.first?.explanation?.dense == nil)
         #expect(try await store.queuedEmbeddings(session: "s1") == 1)
     }
 
@@ -110,7 +110,7 @@ import Testing
         _ = try await store.update(
             session: "s1", id: cat.id, changes: MemoryChanges(content: "My espresso machine is broken", updatedAt: baseDate + 500))
         let afterEdit = try await hybrid(store, "my kitty", explain: true)
-        #expect(!afterEdit.contains { $0.memory.id == cat.id && $0.explanation?.cosine != nil })
+        #expect(!afterEdit.contains { $0.memory.id == cat.id && $0.explanation?.dense != nil })
         #expect(try await store.embeddingStatus().queued == 1)
         try await embedAll(store)
         #expect(try await hybrid(store, "a latte at the cafe").first?.memory.id == cat.id)

@@ -69,6 +69,14 @@ struct EmbeddingsProxyTests {
             #expect(recall["recall"] as? String == "hybrid")
             let previewed = (recall["data"] as? [[String: Any]] ?? []).compactMap { $0["id"] as? String }
             #expect(previewed == injected)
+            let explained = try jsonObject(
+                try await proxy.api(
+                    "POST", "/sessions/pets/recall", #"{"query":"\#(Self.paraphrase)","explain":true}"#
+                ).body)
+            let first = try #require((explained["data"] as? [[String: Any]])?.first)
+            let parts = try #require(first["explain"] as? [String: Any])
+            #expect((parts["dense"] as? Double ?? 0) > 0.3)
+            #expect(parts["lexical"] as? Double != nil && parts["score"] as? Double == first["score"] as? Double)
         }
     }
 

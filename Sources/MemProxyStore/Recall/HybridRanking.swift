@@ -33,7 +33,7 @@ enum HybridRanking {
                 explanation = candidate.lexical?.explanation ?? RecallExplanation(
                     content: 0, near: 0, far: 0, date: 0, relevance: 0, score: 0)
                 explanation?.lexical = candidate.lexical?.score ?? 0
-                explanation?.cosine = index.vectors.has(candidate.row) ? Double(cosines[candidate.row]) : nil
+                explanation?.dense = index.vectors.has(candidate.row) ? Double(cosines[candidate.row]) : nil
                 explanation?.score = candidate.score
             }
             return RecalledMemory(memory: index.memories[candidate.row], score: candidate.score, explanation: explanation)
