@@ -16,6 +16,8 @@ struct AppMetrics: Sendable {
     private let backlogSkipped: Counter
     private let upstream: Timer
     private let requestHandles: HandleCache
+    /// What the dashboard's overview shows (since start, per minute over the last hour).
+    let dashboard = DashboardStats()
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -37,6 +39,16 @@ struct AppMetrics: Sendable {
     /// Records one recall's duration.
     func recordRecall(milliseconds: Double) {
         self.recall.recordNanoseconds(Int64(milliseconds * 1_000_000))
+    }
+
+    /// Records one request's memory: its recall time and what was injected (the dashboard's overview).
+    func recordMemory(recallMs: Double, memories: Int, tokens: Int) {
+        self.dashboard.recordRecall(milliseconds: recallMs, memories: memories, tokens: tokens)
+    }
+
+    /// A request that went on without memory because the store failed.
+    func recordFailOpen() {
+        self.dashboard.recordFailOpen()
     }
 
     /// Counts memories injected into requests.

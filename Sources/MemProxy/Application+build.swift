@@ -76,8 +76,16 @@ public func buildApplication(
     }
     // The memory API needs a store that can list and edit memories (the SQLite store can; test fakes may not).
     if let managed = store as? any ManagedMemoryStore {
-        MemoryAPI(store: managed, contextBuilder: memory.contextBuilder, defaultTopK: configuration.memory.topK)
-            .addRoutes(to: router, apiKey: configuration.admin.apiKey, maxBodyBytes: configuration.server.maxBodyBytes)
+        let api = MemoryAPI(store: managed, contextBuilder: memory.contextBuilder, defaultTopK: configuration.memory.topK)
+        api.addRoutes(to: router, apiKey: configuration.admin.apiKey, maxBodyBytes: configuration.server.maxBodyBytes)
+        // The dashboard: pages over the same API, rendered only when someone asks.
+        if configuration.ui.enabled, let dashboardStore = store as? any DashboardStore {
+            let sqlite = store as? SQLiteMemoryStore
+            Dashboard(
+                api: api, store: dashboardStore, stats: metrics.dashboard, auth: UIAuth(apiKey: configuration.admin.apiKey),
+                storeHealth: { sqlite.map { ($0.queuedWrites, $0.writeErrors) } }
+            ).addRoutes(to: router)
+        }
     }
 
     let listen = configuration.server.listen

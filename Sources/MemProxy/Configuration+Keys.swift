@@ -177,5 +177,5 @@ extension ProxyConfiguration {
             let value = try raw.string("admin.api_key")
             config.admin.apiKey = value.isEmpty ? nil : value
         },
-    ] + embeddingKeys
+    ] + embeddingKeys + uiKeys
 }

@@ -45,6 +45,7 @@ import TOMLKit
 /// - `embeddings.*`: recall by meaning, off while `url` is empty (``Embeddings``): `url`, `model`, `api_key`
 ///   (secret), `dimensions`, `query_timeout_ms` (150), `batch_size` (64), `weight` (the vectors' share of the fused
 ///   score, 0.4).
+/// - `ui.enabled` (bool, true): serve the web dashboard under `/ui` (the memory API's access rule).
 /// - `recall.*`: how recall ranks memories (see `RecallSettings`; README "Retrieval quality"): `near_weight` (0.5),
 ///   `far_weight` (0.4), `date_weight` (1.0), `temporal_boost` (1.5), `feedback_documents` (0), `feedback_terms`
 ///   (10), `feedback_weight` (0.2), `semantic_weight` (1.25), `rerank_depth` (10), `candidate_budget` (400).
@@ -98,6 +99,7 @@ public struct ProxyConfiguration: Sendable {
     public var recall = RecallSettings()
     public var admin = Admin()
     public var embeddings = Embeddings()
+    public var ui = UI()
 
     public init() {}
 }

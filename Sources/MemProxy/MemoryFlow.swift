@@ -177,9 +177,11 @@ struct MemoryFlow: Sendable {
             guard self.configuration.failOpen else {
                 throw Self.memoryUnavailable("The memory store is unavailable")
             }
+            self.metrics.recordFailOpen()
             return Injection(body: originalBody, recallMs: 0, storeFailed: true)
         }
         self.metrics.recordRecall(milliseconds: recallMs)
+        self.metrics.recordMemory(recallMs: recallMs, memories: block?.ids.count ?? 0, tokens: block?.tokens ?? 0)
         guard let block else {
             return Injection(body: originalBody, recallMs: recallMs, storeFailed: false, recallMode: recallMode)
         }

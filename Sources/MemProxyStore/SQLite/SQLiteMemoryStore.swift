@@ -381,11 +381,34 @@ public final class SQLiteMemoryStore: MemoryStore, Service {
 struct StoreMetrics: Sendable {
     let queueDepth: Gauge
     let batchSize: Recorder
-    let errors: Counter
+    let errors: TallyCounter
 
     init(factory: any MetricsFactory) {
         queueDepth = Gauge(label: "memory.store.queue_depth", dimensions: [], factory: factory)
         batchSize = Recorder(label: "memory.store.batch_size", dimensions: [], aggregate: true, factory: factory)
-        errors = Counter(label: "memory.store.errors", dimensions: [], factory: factory)
+        errors = TallyCounter(Counter(label: "memory.store.errors", dimensions: [], factory: factory))
     }
+}
+
+/// A counter that also keeps its total readable (the dashboard shows store errors).
+final class TallyCounter: Sendable {
+    let counter: Counter
+    private let tally = Atomic<Int>(0)
+
+    init(_ counter: Counter) { self.counter = counter }
+
+    func increment(by amount: Int = 1) {
+        counter.increment(by: amount)
+        tally.add(amount, ordering: .relaxed)
+    }
+
+    var total: Int { tally.load(ordering: .relaxed) }
+}
+
+extension SQLiteMemoryStore {
+    /// Exchanges and injection records waiting for the writer (the dashboard's "writer backlog").
+    public var queuedWrites: Int { queue.withLock { $0.pending.count } }
+
+    /// Writes that failed since start (the dashboard's "store errors"; also `memory_store_errors`).
+    public var writeErrors: Int { metrics.errors.total }
 }

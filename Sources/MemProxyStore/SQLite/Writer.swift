@@ -10,7 +10,7 @@ import Metrics
 struct Writer: Sendable {
     let retryWindowSeconds: Double
     let logger: Logger
-    let errors: Counter
+    let errors: TallyCounter
 
     /// Commits `batch` and reports what it inserted and stored.
     ///
