@@ -42,6 +42,8 @@ final class DashboardStats: Sendable {
         state.withLock { state in
             body(&state.total)
             let slot = Int(minute % 60)
+            // A time an hour or more older than the slot's (a clock stepped back) counts in the total only.
+            guard state.stamps[slot] <= minute else { return }
             if state.stamps[slot] != minute {
                 state.stamps[slot] = minute
                 state.minutes[slot] = Window()
