@@ -32,9 +32,9 @@ extension Dashboard {
     }
 
     func injections(_ request: Request, _ session: UIAuth.Session) async throws -> Response {
-        let query = request.uri.queryParameters
+        let query = Self.query(request)
         func field(_ name: String) -> String? {
-            query.get(name).map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
+            query[name].map { $0.trimmingCharacters(in: .whitespaces) }.flatMap { $0.isEmpty ? nil : $0 }
         }
         let filter = DashboardInjectionFilter(
             session: field("session"), requestID: field("request_id"), api: field("api"))

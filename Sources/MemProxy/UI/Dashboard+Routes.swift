@@ -132,9 +132,9 @@ extension Dashboard {
     }
 
     func sessions(_ request: Request, _ session: UIAuth.Session) async throws -> Response {
-        let query = request.uri.queryParameters
-        let prefix = query.get("prefix").flatMap { $0.isEmpty ? nil : $0 }
-        let cursor = query.get("cursor").flatMap { SessionCursor(token: $0) }
+        let query = Self.query(request)
+        let prefix = query["prefix"].flatMap { $0.isEmpty ? nil : $0 }
+        let cursor = query["cursor"].flatMap { SessionCursor(token: $0) }
         let page = try await store.sessionSummaries(prefix: prefix, limit: 50, after: cursor)
         let rows = page.sessions.map { summary -> [String: Any] in
             [
@@ -157,9 +157,9 @@ extension Dashboard {
     static let memoryTypes = ["episodic", "semantic", "procedural"]
 
     func sessionPage(_ request: Request, _ id: String, _ session: UIAuth.Session) async throws -> Response {
-        let query = request.uri.queryParameters
-        let type = query.get("type").flatMap { $0.isEmpty ? nil : $0 }
-        let listed = try await api.list(session: id, type: type, limit: 50, cursor: query.get("cursor"))
+        let query = Self.query(request)
+        let type = query["type"].flatMap { $0.isEmpty ? nil : $0 }
+        let listed = try await api.list(session: id, type: type, limit: 50, cursor: query["cursor"])
         let base = Self.sessionPath(id)
         var values: [String: Any] = [
             "title": "Session \(id)", "session": id, "base": base, "sessionQuery": Self.encode(id),
@@ -195,7 +195,7 @@ extension Dashboard {
     }
 
     func preview(_ request: Request, _ id: String, _ session: UIAuth.Session) async throws -> Response {
-        let text = request.uri.queryParameters.get("query") ?? ""
+        let text = Self.query(request)["query"] ?? ""
         let result = try await api.recall(session: id, query: text, topK: nil, explain: true)
         var values = Self.parts(result.memories, session: id, tableID: "preview-memories")
         values["title"] = "Recall preview"
@@ -224,9 +224,8 @@ extension Dashboard {
     }
 
     func export(_ id: String) async throws -> Response {
-        var lines: [String] = []
-        _ = try await api.export(session: id) { lines.append($0) }
-        let body = lines.map { $0 + "\n" }.joined()
+        var body = ""
+        _ = try await api.export(session: id) { body += $0 }
         return Response(
             status: .ok,
             headers: [

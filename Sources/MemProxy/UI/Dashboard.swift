@@ -138,6 +138,11 @@ struct Dashboard: Sendable {
         return fields
     }
 
+    /// The query string's fields, decoded as a form's (`+` is a space: what a `method="get"` form sends).
+    static func query(_ request: Request) -> [String: String] {
+        formFields(request.uri.query ?? "")
+    }
+
     /// A path segment or query value, percent-encoded (everything but unreserved characters).
     static func encode(_ text: String) -> String {
         var allowed = CharacterSet.alphanumerics

@@ -32,7 +32,7 @@ enum UITemplates {
         header{background:#16324f;color:#fff;padding:.5rem 1rem;display:flex;flex-wrap:wrap;gap:.75rem;align-items:center}
         header a{color:#fff;font-weight:600}header .brand{margin-right:auto;font-weight:700}
         nav ul{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.75rem}
-        main{padding:1rem;max-width:1200px;margin:0 auto}
+        main{padding:1rem;max-width:1200px;margin:0 auto;overflow-wrap:anywhere}
         h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
         .scroll{overflow-x:auto;max-width:100%}
         table{border-collapse:collapse;width:100%;min-width:0}
@@ -126,8 +126,11 @@ enum UITemplates {
         <div class="scroll"><table id="sessions"><caption class="muted">{{caption}}</caption>
         <thead><tr><th scope="col">Session</th><th class="num" scope="col">Memories</th><th class="num" scope="col">Episodic</th>
         <th class="num" scope="col">Semantic</th><th class="num" scope="col">Procedural</th><th scope="col">Last activity</th></tr></thead>
-        <tbody>{{#rows}}<tr data-session="{{id}}"><td><a href="{{href}}">{{id}}</a></td><td class="num">{{total}}</td>
-        <td class="num">{{episodic}}</td><td class="num">{{semantic}}</td><td class="num">{{procedural}}</td>
+        <tbody>{{#rows}}<tr data-session="{{id}}"><td><a href="{{href}}">{{id}}</a></td>
+        <td class="num">{{total}}</td>
+        <td class="num">{{episodic}}</td>
+        <td class="num">{{semantic}}</td>
+        <td class="num">{{procedural}}</td>
         <td>{{lastActivity}}</td></tr>{{/rows}}</tbody></table></div>
         {{#next}}<p><a id="next-page" href="{{next}}">Next page</a></p>{{/next}}
         {{> footer}}
