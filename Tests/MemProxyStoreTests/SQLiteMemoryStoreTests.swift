@@ -17,7 +17,7 @@ import Testing
         let reopened = try makeStore(path: path)
         #expect(try reopened.memories(session: "s1").map(\.content) == ["the dog is called Rex"])
         let applied = try reopened.dbPool.read { db in try Schema.migrator.appliedMigrations(db) }
-        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"])
+        #expect(applied == ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"])
     }
 
     @Test func theWriterConnectionKeepsMorePagesInMemoryAndCheckpointsLessOftenThanReaders() throws {

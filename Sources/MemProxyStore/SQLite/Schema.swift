@@ -227,6 +227,21 @@ enum Schema {
                     """
             )
         }
+        migrator.registerMigration("v10") { db in
+            // The dashboard (issue 15) lists injection records across sessions newest first, filtered by session or
+            // API, and counts memories by type. An index on one column ends with the rowid (`seq`), so the two
+            // injection indexes give a filter's records already in `seq` order: a page reads `limit` entries instead
+            // of sorting all of a session's records (v1's index is by `created_at`) or walking the whole log for a
+            // rare API. Semantic memories get the partial index procedural ones have (v2): counting them by session
+            // or in total reads only them, and episodic is the rest of `sessions.memory_count`.
+            try db.execute(
+                sql: """
+                    CREATE INDEX injections_session ON injections(session_id);
+                    CREATE INDEX injections_api ON injections(api);
+                    CREATE INDEX memories_semantic ON memories(session_id, created_at) WHERE type = 'semantic';
+                    """
+            )
+        }
         return migrator
     }
 
