@@ -459,14 +459,15 @@ def test_sessions_page_lists_the_seeded_sessions_and_searches_by_prefix(page, ui
         return {{text: r.textContent, italics: r.querySelectorAll('i').length}}; }})()""")
     assert seed.beta in beta_row["text"] and beta_row["italics"] == 0, beta_row
     # The semantic/episodic/procedural counts of alpha appear in its row.
-    alpha_text = page.evaluate(f"""[...document.querySelectorAll('#sessions tr[data-session]')]
-        .find(r => r.getAttribute('data-session') === {json.dumps(seed.alpha)}).textContent""")
+    cells = page.evaluate(f"""[...[...document.querySelectorAll('#sessions tr[data-session]')]
+        .find(r => r.getAttribute('data-session') === {json.dumps(seed.alpha)}).querySelectorAll('td, th')]
+        .map(c => c.textContent.trim())""")
+    shown = [n for cell in cells if cell != seed.alpha for n in numbers(cell)]
     counts = {}
     for memory in list_memories(ui_proxy, seed.alpha):
         counts[memory["type"]] = counts.get(memory["type"], 0) + 1
     for type_, count in counts.items():
-        assert count in numbers(alpha_text.replace(seed.alpha, "")), \
-            f"alpha's row does not show its {count} {type_} memories: {alpha_text!r}"
+        assert count in shown, f"alpha's row does not show its {count} {type_} memories: cells {cells}"
 
     response = submit(page, "#session-search", {"prefix": seed.beta[:14]})
     assert response.status == 200
@@ -512,13 +513,17 @@ def test_export_link_gives_the_memory_api_export(page, ui_proxy, seed):
 
 
 def test_recall_preview_shows_exactly_the_block_recall_returns(page, ui_proxy, seed):
-    for query in ("What does my dog Rex love chasing?", "bold script pwned window", "xylophone quantum"):
-        open_page(page, f"{ui_proxy.url}/ui/sessions/{enc(seed.alpha)}")
+    # Procedural memories are always recalled, so "nothing" is asked of beta, which has none.
+    for session, query in ((seed.alpha, "What does my dog Rex love chasing?"), (seed.alpha, "bold script pwned window"),
+                           (seed.beta, "xylophone quantum")):
+        open_page(page, f"{ui_proxy.url}/ui/sessions/{enc(session)}")
         after = page.mark()
         response = submit(page, "#recall-preview", {"query": query})
-        assert response.status == 200 and path_of(response.url) == f"/ui/sessions/{enc(seed.alpha)}/preview", \
+        assert response.status == 200 and path_of(response.url) == f"/ui/sessions/{enc(session)}/preview", \
             (response.status, response.url)
-        expected = recall(ui_proxy, seed.alpha, query, explain=True)
+        expected = recall(ui_proxy, session, query, explain=True)
+        if query.startswith("bold script"):
+            assert seed.xss["id"] in [m["id"] for m in expected["data"]], "this query should recall the <script> memory"
         shown = page.evaluate("(document.querySelector('pre#preview-block') || {}).textContent")
         assert shown is not None, "no pre#preview-block"
         assert shown == expected["context"], f"preview for {query!r}:\n{shown!r}\n!= recall context\n{expected['context']!r}"
@@ -534,7 +539,7 @@ def test_recall_preview_shows_exactly_the_block_recall_returns(page, ui_proxy, s
             value = numbers(shown_parts["score"])
             assert value and abs(value[0] - memory["score"]) <= 0.005 + 0.01 * abs(memory["score"]), \
                 f"score shown {shown_parts['score']!r}, recall says {memory['score']}"
-    assert expected["context"] == "", "the last query was meant to recall nothing"
+    assert expected["context"] == "" and shown == "", "the last query was meant to recall nothing"
 
 
 def test_injections_pages_show_what_the_model_was_shown(page, ui_proxy, seed):
