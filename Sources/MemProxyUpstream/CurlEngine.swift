@@ -80,11 +80,13 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
         let exited = Mutex<(done: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
         let thread = Thread { [self] in
             self.loop()
-            exited.withLock { state in
+            // Resumed outside the lock, as every continuation here (see CurlTransfer.Resumptions).
+            let waiter = exited.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.done = true
-                state.waiter?.resume()
-                state.waiter = nil
+                defer { state.waiter = nil }
+                return state.waiter
             }
+            waiter?.resume()
         }
         thread.name = "memproxy-curl"
         self.shared.withLock { shared in
@@ -98,13 +100,11 @@ public final class CurlEngine: Upstream, Service, @unchecked Sendable {
         self.shared.withLock { $0.stopping = true }
         curl_multi_wakeup(self.multi)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            exited.withLock { state in
-                if state.done {
-                    continuation.resume()
-                } else {
-                    state.waiter = continuation
-                }
+            let done = exited.withLock { state -> Bool in
+                if !state.done { state.waiter = continuation }
+                return state.done
             }
+            if done { continuation.resume() }
         }
         self.logger.debug("curl engine stopped")
     }

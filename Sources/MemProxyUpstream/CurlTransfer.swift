@@ -45,29 +45,43 @@ final class CurlTransfer: @unchecked Sendable {
             return (chunk, unpause)
         }
 
-        /// Resumes the suspended reader with whatever is ready: the head, then the next chunk or the end.
-        /// Returns true when the transfer should be unpaused.
-        mutating func resumeReader() -> Bool {
+        /// Takes what the suspended reader can be resumed with: the head, then the next chunk or the end (resumed by
+        /// the caller after the lock is released: see ``Resumptions``). Returns true when the transfer should be
+        /// unpaused.
+        mutating func resumeReader(_ resumptions: inout Resumptions) -> Bool {
             if let head = self.head, let continuation = self.headContinuation {
                 self.head = nil
                 self.headContinuation = nil
-                continuation.resume(returning: head)
+                resumptions.head = (continuation, .success(head))
             }
             guard let waiter = self.waiter else { return false }
             if let (chunk, unpause) = self.takeChunk() {
                 self.waiter = nil
-                waiter.resume(returning: chunk)
+                resumptions.reader = (waiter, .success(chunk))
                 return unpause
             }
             if let finished = self.finished {
                 self.waiter = nil
                 if let error = finished {
-                    waiter.resume(throwing: error)
+                    resumptions.reader = (waiter, .failure(error))
                 } else {
-                    waiter.resume(returning: nil)
+                    resumptions.reader = (waiter, .success(nil))
                 }
             }
             return false
+        }
+    }
+
+    /// Continuations to resume once the state lock is released. Never resume one while holding the lock: resuming
+    /// takes the task's status lock, which a cancellation handler on another thread holds while it calls
+    /// ``cancel(reason:)`` and waits for this lock — a deadlock (seen under load: every upstream call stopped).
+    struct Resumptions {
+        var head: (CheckedContinuation<Head, any Error>, Result<Head, any Error>)?
+        var reader: (CheckedContinuation<ByteBuffer?, any Error>, Result<ByteBuffer?, any Error>)?
+
+        func run() {
+            if let (continuation, result) = self.head { continuation.resume(with: result) }
+            if let (continuation, result) = self.reader { continuation.resume(with: result) }
         }
     }
 
@@ -162,11 +176,13 @@ final class CurlTransfer: @unchecked Sendable {
         }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ByteBuffer?, any Error>) in
+                var resumptions = Resumptions()
                 let unpause = self.state.withLock { state -> Bool in
                     // Data may have arrived between the check above and now.
                     state.waiter = continuation
-                    return state.resumeReader()
+                    return state.resumeReader(&resumptions)
                 }
+                resumptions.run()
                 if unpause { self.engine?.unpause(self) }
             }
         } onCancel: {
@@ -176,21 +192,23 @@ final class CurlTransfer: @unchecked Sendable {
 
     /// Aborts the transfer from any thread. Idempotent.
     func cancel(reason: String) {
+        var resumptions = Resumptions()
         let shouldTellEngine = self.state.withLock { state -> Bool in
             guard !state.cancelled, state.finished == nil else { return false }
             state.cancelled = true
             let error = UpstreamError.cancelled(reason)
             state.finished = .some(error)
-            state.headContinuation?.resume(throwing: error)
+            if let continuation = state.headContinuation { resumptions.head = (continuation, .failure(error)) }
             state.headContinuation = nil
             state.head = nil
-            state.waiter?.resume(throwing: error)
+            if let waiter = state.waiter { resumptions.reader = (waiter, .failure(error)) }
             state.waiter = nil
             state.chunks.removeAll()
             state.chunkStart = 0
             state.bufferedBytes = 0
             return true
         }
+        resumptions.run()
         if shouldTellEngine {
             self.engine?.cancel(self)
         }
@@ -268,6 +286,7 @@ final class CurlTransfer: @unchecked Sendable {
         let status = self.pendingStatus
         let noBody = !self.expectsBody || status == 204 || status == 304 || self.expectedLength == 0
         let holdForBody = !noBody && self.expectedLength != nil
+        var resumptions = Resumptions()
         self.state.withLock { state in
             guard !state.headDecided else { return }
             state.headDecided = true
@@ -276,9 +295,10 @@ final class CurlTransfer: @unchecked Sendable {
                 state.finished = .some(nil)
             }
             if !holdForBody {
-                _ = state.resumeReader()
+                _ = state.resumeReader(&resumptions)
             }
         }
+        resumptions.run()
     }
 
     /// Write callback. Returns false when curl should pause (too much buffered) — the data is then redelivered.
@@ -293,6 +313,7 @@ final class CurlTransfer: @unchecked Sendable {
         // (Counted only if accepted below: paused bytes are delivered again.)
         let complete = self.expectedLength.map { self.receivedLength + bytes.count >= $0 } ?? false
         var unpause = false
+        var resumptions = Resumptions()
         let result = self.state.withLock { state -> WriteResult in
             if state.cancelled { return .abort }
             if state.bufferedBytes >= Self.highWaterBytes {
@@ -310,9 +331,10 @@ final class CurlTransfer: @unchecked Sendable {
             if complete && state.finished == nil {
                 state.finished = .some(nil)
             }
-            unpause = state.resumeReader()
+            unpause = state.resumeReader(&resumptions)
             return .accepted
         }
+        resumptions.run()
         if unpause { self.engine?.unpause(self) }
         if result == .accepted {
             self.receivedLength += bytes.count
@@ -325,12 +347,13 @@ final class CurlTransfer: @unchecked Sendable {
         if error == nil && self.pendingStatus == 0 {
             self.pendingStatus = status
         }
+        var resumptions = Resumptions()
         self.state.withLock { state in
             state.connectionsOpened = connectionsOpened
             if !state.headDecided {
                 state.headDecided = true
                 if let error {
-                    state.headContinuation?.resume(throwing: error)
+                    if let continuation = state.headContinuation { resumptions.head = (continuation, .failure(error)) }
                     state.headContinuation = nil
                 } else {
                     state.head = Head(status: self.pendingStatus, headers: self.pendingHeaders)
@@ -340,7 +363,8 @@ final class CurlTransfer: @unchecked Sendable {
                 state.finished = .some(error)
             }
             // Head, remaining body and end go to the reader together; nothing is paused any more.
-            _ = state.resumeReader()
+            _ = state.resumeReader(&resumptions)
         }
+        resumptions.run()
     }
 }

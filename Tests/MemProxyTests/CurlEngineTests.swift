@@ -137,4 +137,30 @@ struct CurlEngineTests {
             #expect(text == expected)
         }
     }
+
+    @Test("cancelling requests as they complete never deadlocks the engine (continuations resumed outside the lock)")
+    func cancellationRacingCompletion() async throws {
+        try await withProxy { proxy in
+            // Each round starts small requests and cancels their tasks at once, so that cancellation handlers
+            // (which take the task's status lock, then the transfer's) race the curl thread completing the same
+            // transfers (which took the transfer's lock, then resumed the task). Before the fix this hung the engine.
+            for round in 0..<40 {
+                await withTaskGroup(of: Void.self) { group in
+                    for index in 0..<25 {
+                        let task = Task {
+                            _ = try? await self.request(proxy, "GET", "/v1/models?r=\(round)-\(index)")
+                        }
+                        group.addTask {
+                            if index % 2 == 0 { await Task.yield() }
+                            task.cancel()
+                            _ = await task.result
+                        }
+                    }
+                }
+            }
+            // The engine still serves.
+            let (models, body) = try await self.request(proxy, "GET", "/v1/models")
+            #expect(models.status == 200 && body.contains("fake-model"))
+        }
+    }
 }
