@@ -40,20 +40,27 @@ struct ExplainCommand: AsyncParsableCommand {
             emit(text + "\n\nNo query was recorded for this request, so recall cannot be replayed.")
             return
         }
-        let headers = ["ID", "TYPE", "SCORE", "OWN TEXT", "NEAR", "FAR", "DATE", "×TYPE", "×TIME", "MEMORY"]
+        // Recall by meaning adds the cosine (DENSE) and the words' own score (LEXICAL) fused into SCORE.
+        let hybrid = replay.memories.contains { $0.explanation?.dense != nil }
+        let headers =
+            ["ID", "TYPE", "SCORE"] + (hybrid ? ["DENSE", "LEXICAL"] : [])
+            + ["OWN TEXT", "NEAR", "FAR", "DATE", "×TYPE", "×TIME", "MEMORY"]
         var table = TextTable(headers: headers)
+        let format = { (value: Double?) in value.map { String(format: "%.3f", $0) } ?? "-" }
         for memory in replay.memories {
             guard let parts = memory.explanation else {
-                table.add([memory.id, memory.type, "first", "", "", "", "", "", "", memory.content])
+                let blanks = Array(repeating: "", count: headers.count - 4)
+                table.add([memory.id, memory.type, "first"] + blanks + [memory.content])
                 continue
             }
             table.add(
-                [memory.id, memory.type, String(format: "%.3f", parts.score)]
-                    + [parts.content, parts.near, parts.far, parts.date, parts.typeWeight, parts.temporal].map {
-                        String(format: "%.3f", $0)
-                    } + [memory.content])
+                [memory.id, memory.type, format(parts.score)]
+                    + (hybrid ? [format(parts.dense), format(parts.lexical)] : [])
+                    + [parts.content, parts.near, parts.far, parts.date, parts.typeWeight, parts.temporal].map(format)
+                    + [memory.content])
         }
-        text += "\n\nReplayed now, against the session as it is now (not as it was):\n"
+        let mode = replay.recall.map { " (recall: \($0))" } ?? ""
+        text += "\n\nReplayed now\(mode), against the session as it is now (not as it was):\n"
         text += replay.memories.isEmpty ? "nothing would be injected" : table.text
         emit(text)
     }

@@ -80,6 +80,40 @@ struct EmbeddingsProxyTests {
         }
     }
 
+    @Test("memproxy explain replays a request's recall by meaning: the DENSE and LEXICAL parts in the terminal")
+    func explainShowsTheDenseParts() async throws {
+        let cli = try CLI()
+        let store = try vectorStore(path: cli.database)
+        try await withEmbeddings(store) { proxy in
+            #expect(try await proxy.chat(Self.fact, session: "pets").response.status == 200)
+            try await allEmbedded(store, count: 2)
+            let (response, _) = try await proxy.chat(
+                Self.paraphrase, session: "pets", extraHeaders: [("X-Memory-Mode", "read")])
+            #expect(response.header("X-Memory-Recall") == "hybrid")
+            let requestID = try #require(response.header("X-Memproxy-Request-Id"))
+            await store.flush()
+
+            // The CLI embeds the replayed query as the proxy does, with the configuration's [embeddings].
+            let config = cli.directory.appendingPathComponent("proxy.conf")
+            try """
+            [embeddings]
+            url = "http://127.0.0.1:\(proxy.fakePort)"
+            model = "\(Self.model)"
+            query_timeout_ms = 10000
+            """.write(to: config, atomically: true, encoding: .utf8)
+            let explained = try await cli.run(["explain", requestID, "--config", config.path])
+            #expect(explained.status == 0, "\(explained.stderr)")
+            #expect(explained.stdout.contains("Replayed now (recall: hybrid)"))
+            let header = try #require(explained.stdout.split(separator: "\n").last { $0.hasPrefix("ID ") })
+            #expect(header.contains("DENSE") && header.contains("LEXICAL"))
+            let miso = try #require(explained.stdout.split(separator: "\n").last { $0.hasSuffix(Self.fact) })
+            // The paraphrase shares no word with the fact: its lexical part is 0, its cosine is not.
+            let cells = miso.split(separator: " ", omittingEmptySubsequences: true)
+            let dense = try #require(Double(cells[3]))
+            #expect(dense > 0.3 && Double(cells[4]) == 0)
+        }
+    }
+
     @Test("without [embeddings] no embedder runs, no query is embedded, and the paraphrase is not found")
     func offChangesNothing() async throws {
         let store = try makeStore()
